@@ -1,0 +1,35 @@
+# roomcast: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+
+UV = $(shell scripts/ensure-uv.sh)
+PYTEST_ARGS ?=
+
+.PHONY: help install lint typecheck test test-unit run clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+install: ## install what is missing: uv, Python deps (locked), redis-server, Kafka jars
+	$(UV) sync --frozen
+	$(UV) run roomcast-harness prepare
+
+lint: install ## ruff lint and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: install ## mypy --strict on our code
+	$(UV) run mypy libs services
+
+test: install lint typecheck ## everything: lint, types and the whole test suite against real Redis and Kafka
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: install ## unit tests only (no servers)
+	$(UV) run pytest tests/unit $(PYTEST_ARGS)
+
+run: install ## Redis and Kafka on free ports until Ctrl-C (the full stack arrives with the services)
+	$(UV) run roomcast-harness infra
+
+clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,404 @@
+"""Settings: dynaconf defaults plus ROOMCAST_* environment, validated once at start.
+
+The environment is read by us, not by dynaconf directly, so that Kubernetes
+service-link variables (``ROOMCAST_PORT=tcp://…``, ``ROOMCAST_AUTH_SERVICE_HOST``)
+can never turn into settings: a Service that happens to be called ``roomcast``
+must not move a port.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from dynaconf import Dynaconf, ValidationError, Validator
+from dynaconf.utils.parse_conf import parse_conf_data
+
+PREFIX = "ROOMCAST_"
+DEV_SECRET = "roomcast-local-development-secret-change-me"  # noqa: S105 - local mode only
+
+# What Kubernetes injects for every Service in the namespace: FOO_SERVICE_HOST,
+# FOO_SERVICE_PORT[_NAME], FOO_PORT, FOO_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR].
+# A Service name cannot end in "-", so FOO never ends in "_": our own nested
+# names (ROOMCAST_EDGE__PORT) can never look like a link.
+_SERVICE_LINK = re.compile(
+    r"^[A-Z0-9_]*[A-Z0-9]_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT|PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$"
+)
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    topic: str
+    partitions: int
+    replication_factor: int
+    request_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    secret: str
+    algorithm: str
+    ttl: int
+    max_ttl: int
+    private_key_file: str
+    kid: str
+    jwks_file: str
+    jwks_url: str
+    previous_secrets: tuple[str, ...]
+    leeway: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    host: str
+    port: int
+    api_keys: tuple[str, ...]
+    cors_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    host: str
+    port: int
+    heartbeat_timeout: float
+    heartbeat_check_interval: float
+    max_rooms: int
+    max_subscriptions: int
+    max_connections: int
+    max_frame_bytes: int
+    request_rate: float
+    max_outbound_bytes: int
+    history_size: int
+    history_age: float
+    drain_seconds: float
+    compression: bool
+    trace_id_in_meta: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSettings:
+    host: str
+    port: int
+    api_keys: tuple[str, ...]
+    max_payload_bytes: int
+    max_batch: int
+    idempotency_window: int
+    cors_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mode: str
+    log: LogSettings
+    redis: RedisSettings
+    kafka: KafkaSettings
+    jwt: JwtSettings
+    auth: AuthSettings
+    edge: EdgeSettings
+    publisher: PublisherSettings
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_port(value: Any) -> bool:
+    return _is_int(value) and 0 <= value <= 65535
+
+
+def _is_positive(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_list_like(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+
+
+def _validators() -> list[Validator]:
+    def check(names: list[str], cond: Any, what: str) -> list[Validator]:
+        return [
+            Validator(
+                n,
+                condition=cond,
+                messages={"condition": f"{{name}} must be {what}, got {{value!r}}"},
+            )
+            for n in names
+        ]
+
+    return [
+        Validator("mode", is_in=["local", "production"]),
+        Validator(
+            "log.level",
+            is_in=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
+        ),
+        Validator("log.format", is_in=["json", "text"]),
+        Validator("jwt.algorithm", is_in=["HS256", "EdDSA", "ES256"]),
+        *check(["auth.port", "edge.port", "publisher.port"], _is_port, "a port number (0-65535)"),
+        *check(
+            [
+                "redis.timeout",
+                "kafka.request_timeout",
+                "edge.heartbeat_timeout",
+                "edge.heartbeat_check_interval",
+                "edge.request_rate",
+                "edge.history_age",
+                "edge.drain_seconds",
+            ],
+            _is_positive,
+            "a positive number",
+        ),
+        *check(
+            [
+                "kafka.partitions",
+                "kafka.replication_factor",
+                "jwt.ttl",
+                "jwt.max_ttl",
+                "edge.max_rooms",
+                "edge.max_subscriptions",
+                "edge.max_connections",
+                "edge.max_frame_bytes",
+                "edge.max_outbound_bytes",
+                "edge.history_size",
+                "publisher.max_payload_bytes",
+                "publisher.max_batch",
+                "publisher.idempotency_window",
+            ],
+            lambda v: _is_int(v) and v > 0,
+            "a positive whole number",
+        ),
+        *check(["jwt.leeway"], lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+        *check(
+            [
+                "redis.url",
+                "kafka.bootstrap_servers",
+                "kafka.topic",
+                "jwt.secret",
+                "jwt.private_key_file",
+                "jwt.kid",
+                "jwt.jwks_file",
+                "jwt.jwks_url",
+                "auth.host",
+                "edge.host",
+                "publisher.host",
+            ],
+            _is_str,
+            "text",
+        ),
+        *check(
+            ["redis.url", "kafka.bootstrap_servers", "kafka.topic"], lambda v: bool(v), "non-empty"
+        ),
+        *check(
+            [
+                "auth.api_keys",
+                "publisher.api_keys",
+                "auth.cors_origins",
+                "publisher.cors_origins",
+                "jwt.previous_secrets",
+            ],
+            _is_list_like,
+            "a comma-separated list",
+        ),
+        *check(
+            ["edge.compression", "edge.trace_id_in_meta"],
+            lambda v: isinstance(v, bool),
+            "true or false",
+        ),
+    ]
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ROOMCAST_* variables as nested settings, service links left out."""
+    nested: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(PREFIX) or _SERVICE_LINK.match(name):
+            continue
+        path = [part.lower() for part in name[len(PREFIX) :].split("__")]
+        if not all(path):
+            continue
+        node = nested
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = parse_conf_data(raw, tomlfy=True, box_settings={})
+    return nested
+
+
+def _split(value: str | list[str]) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _known_only(overrides: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop names we do not know, so a stray variable cannot smuggle in state."""
+    known: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in defaults:
+            continue
+        if isinstance(defaults[key], dict):
+            if isinstance(value, dict):
+                known[key] = _known_only(value, defaults[key])
+        else:
+            known[key] = value
+    return known
+
+
+def _defaults() -> dict[str, Any]:
+    import tomllib
+
+    text = resources.files("roomcast_core").joinpath("defaults.toml").read_text()
+    return tomllib.loads(text)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    needs_jwt_secret: bool = False,
+) -> Settings:
+    """Load, validate and freeze the settings; raise SettingsError naming the culprit."""
+    import os
+
+    defaults = _defaults()
+    dyn = Dynaconf(environments=False, envvar_prefix=False, load_dotenv=False, settings_files=[])
+    dyn.update(defaults)
+    for source in (
+        environment_overrides(os.environ if environ is None else environ),
+        overrides or {},
+    ):
+        for key, value in _known_only(source, defaults).items():
+            if isinstance(value, dict):
+                for sub, subvalue in value.items():
+                    dyn.set(f"{key}.{sub}", subvalue)
+            else:
+                dyn.set(key, value)
+    dyn.validators.register(*_validators())
+    try:
+        dyn.validators.validate_all()
+    except ValidationError as exc:
+        first = str(exc).splitlines()[0]
+        raise SettingsError(f"invalid setting: {_env_name(first)}") from None
+    settings = _freeze(dyn)
+    if needs_jwt_secret:
+        _check_signing(settings)
+    return settings
+
+
+def _env_name(message: str) -> str:
+    """Append the environment variable to dynaconf's message about a dotted name."""
+    match = re.match(r"^([a-z_]+(?:\.[a-z_]+)*)\b", message)
+    if not match:
+        return message
+    env = PREFIX + match.group(1).upper().replace(".", "__")
+    return f"{message} ({env})"
+
+
+def _check_signing(settings: Settings) -> None:
+    jwt = settings.jwt
+    if jwt.algorithm == "HS256" and not jwt.secret and settings.production:
+        raise SettingsError(
+            "invalid setting: jwt.secret is required in production mode (ROOMCAST_JWT__SECRET)"
+        )
+    if jwt.algorithm == "HS256" and jwt.secret and len(jwt.secret) < 32 and settings.production:
+        raise SettingsError(
+            "invalid setting: jwt.secret must be at least 32 characters (ROOMCAST_JWT__SECRET)"
+        )
+
+
+def _freeze(dyn: Any) -> Settings:
+    jwt = dyn.jwt
+    secret = str(jwt.secret)
+    if not secret and dyn.mode != "production" and jwt.algorithm == "HS256":
+        secret = DEV_SECRET
+    return Settings(
+        mode=str(dyn.mode),
+        log=LogSettings(level=str(dyn.log.level).upper(), format=str(dyn.log.format)),
+        redis=RedisSettings(url=dyn.redis.url, timeout=float(dyn.redis.timeout)),
+        kafka=KafkaSettings(
+            bootstrap_servers=dyn.kafka.bootstrap_servers,
+            topic=dyn.kafka.topic,
+            partitions=dyn.kafka.partitions,
+            replication_factor=dyn.kafka.replication_factor,
+            request_timeout=float(dyn.kafka.request_timeout),
+        ),
+        jwt=JwtSettings(
+            secret=secret,
+            algorithm=jwt.algorithm,
+            ttl=jwt.ttl,
+            max_ttl=jwt.max_ttl,
+            private_key_file=jwt.private_key_file,
+            kid=jwt.kid,
+            jwks_file=jwt.jwks_file,
+            jwks_url=jwt.jwks_url,
+            previous_secrets=_split(jwt.previous_secrets),
+            leeway=jwt.leeway,
+        ),
+        auth=AuthSettings(
+            host=dyn.auth.host,
+            port=dyn.auth.port,
+            api_keys=_split(dyn.auth.api_keys),
+            cors_origins=_split(dyn.auth.cors_origins),
+        ),
+        edge=EdgeSettings(
+            host=dyn.edge.host,
+            port=dyn.edge.port,
+            heartbeat_timeout=float(dyn.edge.heartbeat_timeout),
+            heartbeat_check_interval=float(dyn.edge.heartbeat_check_interval),
+            max_rooms=dyn.edge.max_rooms,
+            max_subscriptions=dyn.edge.max_subscriptions,
+            max_connections=dyn.edge.max_connections,
+            max_frame_bytes=dyn.edge.max_frame_bytes,
+            request_rate=float(dyn.edge.request_rate),
+            max_outbound_bytes=dyn.edge.max_outbound_bytes,
+            history_size=dyn.edge.history_size,
+            history_age=float(dyn.edge.history_age),
+            drain_seconds=float(dyn.edge.drain_seconds),
+            compression=dyn.edge.compression,
+            trace_id_in_meta=dyn.edge.trace_id_in_meta,
+        ),
+        publisher=PublisherSettings(
+            host=dyn.publisher.host,
+            port=dyn.publisher.port,
+            api_keys=_split(dyn.publisher.api_keys),
+            max_payload_bytes=dyn.publisher.max_payload_bytes,
+            max_batch=dyn.publisher.max_batch,
+            idempotency_window=dyn.publisher.idempotency_window,
+            cors_origins=_split(dyn.publisher.cors_origins),
+        ),
+    )

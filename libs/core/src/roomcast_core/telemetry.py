@@ -1,0 +1,87 @@
+"""OpenTelemetry set-up from the standard OTEL_* variables.
+
+Spans are always created (so logs can carry trace ids); they are exported only
+when an OTLP endpoint or exporter is named, so a laptop without a collector pays
+nothing and never sees connection errors. A bad endpoint never blocks a service:
+export happens on the batch processor's own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+log = logging.getLogger(__name__)
+
+INSTANCE_ID = str(uuid.uuid4())
+
+
+def tracing_disabled(environ: Mapping[str, str]) -> bool:
+    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
+    exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if exporters == "none" or (not exporters and not endpoint):
+        return None
+    if exporters and exporters != "otlp":
+        log.warning(
+            "unsupported OTEL_TRACES_EXPORTER, tracing export is off", extra={"value": exporters}
+        )
+        return None
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+    return Http()
+
+
+def setup_tracing(
+    service_name: str, environ: Mapping[str, str] | None = None
+) -> TracerProvider | None:
+    """Install the global tracer provider for this process; None when the SDK is disabled."""
+    env = os.environ if environ is None else environ
+    if tracing_disabled(env):
+        return None
+    resource = Resource.create(
+        {
+            "service.name": env.get("OTEL_SERVICE_NAME") or service_name,
+            "service.instance.id": INSTANCE_ID,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    exporter = _exporter(env)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def telemetry_ctx(service_name: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx entry: tracing up before everything else, flushed after everything else."""
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        provider = setup_tracing(service_name)
+        yield
+        if provider is not None:
+            provider.shutdown()
+
+    return ctx

@@ -1,0 +1,286 @@
+"""JWT connection tokens: issued by auth, verified by auth and every edge with this code.
+
+Verification pins the algorithm to the configured keys: a token may only name an
+algorithm some configured key is for (no ``none``, no HS256 token checked against
+an EdDSA/ES256 public key), and every configured key of that algorithm (and kid,
+when the token names one) is tried, so several keys can be valid during rotation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+
+from roomcast_core.settings import JwtSettings
+
+SYMMETRIC = "HS256"
+ASYMMETRIC = ("EdDSA", "ES256")
+# A connection token is a few hundred bytes; anything far larger is an attack.
+MAX_TOKEN_LENGTH = 8192
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+class TokenError(Exception):
+    """A token that must be refused. ``reason`` is a short snake_case cause."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    sub: str
+    did: str
+    jti: str
+    iat: int
+    exp: int
+    rooms: tuple[str, ...] | None = None
+    topics: tuple[str, ...] | None = None
+
+    def ttl(self, now: float | None = None) -> float:
+        return self.exp - (time.time() if now is None else now)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    algorithm: str
+    key: str | bytes | PublicKey
+    kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+
+
+class TokenIssuer:
+    """Mints tokens with one signing key."""
+
+    def __init__(self, algorithm: str, key: str | PrivateKey, kid: str | None = None) -> None:
+        self._algorithm = algorithm
+        self._key = key
+        self._kid = kid
+
+    def issue(
+        self,
+        subject: str,
+        device_id: str,
+        ttl: int,
+        *,
+        rooms: Sequence[str] | None = None,
+        topics: Sequence[str] | None = None,
+        now: float | None = None,
+    ) -> IssuedToken:
+        issued_at = int(time.time() if now is None else now)
+        claims = TokenClaims(
+            sub=subject,
+            did=device_id,
+            jti=uuid.uuid4().hex,
+            iat=issued_at,
+            exp=issued_at + ttl,
+            rooms=tuple(rooms) if rooms is not None else None,
+            topics=tuple(topics) if topics is not None else None,
+        )
+        payload: dict[str, Any] = {
+            "sub": claims.sub,
+            "did": claims.did,
+            "jti": claims.jti,
+            "iat": claims.iat,
+            "nbf": claims.iat,
+            "exp": claims.exp,
+        }
+        if claims.rooms is not None:
+            payload["rooms"] = list(claims.rooms)
+        if claims.topics is not None:
+            payload["topics"] = list(claims.topics)
+        headers = {"kid": self._kid} if self._kid else None
+        token = jwt.encode(payload, self._key, algorithm=self._algorithm, headers=headers)
+        return IssuedToken(token=token, claims=claims)
+
+
+def _string_list(payload: dict[str, Any], name: str) -> tuple[str, ...] | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TokenError("malformed", f"claim {name!r} must be a list of strings")
+    return tuple(value)
+
+
+class TokenVerifier:
+    """Checks signature, algorithm, expiry and not-before; never consults storage."""
+
+    def __init__(self, keys: Sequence[VerificationKey], leeway: int = 0) -> None:
+        if not keys:
+            raise ValueError("at least one verification key is needed")
+        self._keys = tuple(keys)
+        self._algorithms = {k.algorithm for k in keys}
+        self._leeway = leeway
+
+    @property
+    def keys(self) -> tuple[VerificationKey, ...]:
+        return self._keys
+
+    def verify(self, token: str, now: float | None = None) -> TokenClaims:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise TokenError("malformed", "token is empty or too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed", f"token is not a JWT: {exc}") from None
+        algorithm = header.get("alg")
+        if algorithm not in self._algorithms:
+            raise TokenError("bad_algorithm", f"algorithm {algorithm!r} is not accepted")
+        kid = header.get("kid")
+        candidates = [
+            k
+            for k in self._keys
+            if k.algorithm == algorithm and (kid is None or k.kid in (None, kid))
+        ]
+        if not candidates:
+            raise TokenError("unknown_key", f"no key with id {kid!r}")
+        last: TokenError | None = None
+        for candidate in candidates:
+            try:
+                payload = jwt.decode(
+                    token,
+                    candidate.key,
+                    algorithms=[candidate.algorithm],
+                    leeway=self._leeway,
+                    options={"require": ["exp", "iat", "sub", "jti"], "verify_iat": False},
+                )
+            except jwt.InvalidSignatureError:
+                last = TokenError("bad_signature", "signature does not verify")
+                continue
+            except jwt.ExpiredSignatureError:
+                raise TokenError("expired", "token has expired") from None
+            except jwt.ImmatureSignatureError:
+                raise TokenError("not_yet_valid", "token is not valid yet") from None
+            except jwt.PyJWTError as exc:
+                raise TokenError("malformed", f"token is invalid: {exc}") from None
+            return self._claims(payload)
+        assert last is not None
+        raise last
+
+    def _claims(self, payload: dict[str, Any]) -> TokenClaims:
+        sub, jti = payload.get("sub"), payload.get("jti")
+        did = payload.get("did", sub)
+        exp, iat = payload.get("exp"), payload.get("iat")
+        if not (isinstance(sub, str) and isinstance(jti, str) and isinstance(did, str)):
+            raise TokenError("malformed", "claims sub, jti and did must be strings")
+        if not (sub and jti and did):
+            raise TokenError("malformed", "claims sub, jti and did must not be empty")
+        if (
+            not (isinstance(exp, int) and isinstance(iat, int))
+            or isinstance(exp, bool)
+            or isinstance(iat, bool)
+        ):
+            raise TokenError("malformed", "claims exp and iat must be integers")
+        return TokenClaims(
+            sub=sub,
+            did=did,
+            jti=jti,
+            iat=iat,
+            exp=exp,
+            rooms=_string_list(payload, "rooms"),
+            topics=_string_list(payload, "topics"),
+        )
+
+
+# ---- keys from settings ---------------------------------------------------
+
+
+def load_private_key(path: str) -> PrivateKey:
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: only Ed25519 and P-256 private keys are supported")
+    return key
+
+
+def _algorithm_of(key: PrivateKey | PublicKey) -> str:
+    return (
+        "EdDSA"
+        if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey)
+        else "ES256"
+    )
+
+
+def public_jwk(key: PublicKey, kid: str) -> dict[str, Any]:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        jwk: dict[str, Any] = json.loads(OKPAlgorithm.to_jwk(key))
+    else:
+        jwk = json.loads(ECAlgorithm.to_jwk(key))
+    jwk.update({"kid": kid, "alg": _algorithm_of(key), "use": "sig"})
+    return jwk
+
+
+def keys_from_jwks(document: dict[str, Any]) -> list[VerificationKey]:
+    """Verification keys from a JWKS document (OKP Ed25519 and EC P-256 only)."""
+    keys: list[VerificationKey] = []
+    for entry in document.get("keys", []):
+        kty = entry.get("kty")
+        if kty == "OKP":
+            key: Any = OKPAlgorithm.from_jwk(json.dumps(entry))
+        elif kty == "EC":
+            key = ECAlgorithm.from_jwk(json.dumps(entry))
+        else:
+            continue
+        if isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+            keys.append(VerificationKey(_algorithm_of(key), key, entry.get("kid")))
+    return keys
+
+
+def issuer_from_settings(settings: JwtSettings) -> TokenIssuer:
+    if settings.algorithm == SYMMETRIC:
+        return TokenIssuer(SYMMETRIC, settings.secret)
+    key = load_private_key(settings.private_key_file)
+    return TokenIssuer(_algorithm_of(key), key, settings.kid or None)
+
+
+def verifier_from_settings(
+    settings: JwtSettings, jwks: dict[str, Any] | None = None
+) -> TokenVerifier:
+    """All keys this process accepts: the current one and those kept for rotation."""
+    keys: list[VerificationKey] = []
+    if settings.algorithm == SYMMETRIC:
+        keys.extend(
+            VerificationKey(SYMMETRIC, s)
+            for s in (settings.secret, *settings.previous_secrets)
+            if s
+        )
+    else:
+        if settings.private_key_file:
+            private = load_private_key(settings.private_key_file)
+            keys.append(
+                VerificationKey(_algorithm_of(private), private.public_key(), settings.kid or None)
+            )
+        if settings.jwks_file:
+            keys.extend(keys_from_jwks(json.loads(Path(settings.jwks_file).read_text())))
+    if jwks:
+        keys.extend(keys_from_jwks(jwks))
+    return TokenVerifier(keys, leeway=settings.leeway)
+
+
+def jwks_document(verifier: TokenVerifier) -> dict[str, Any]:
+    """Public keys as a JWKS document; HS256 secrets are never published."""
+    return {
+        "keys": [
+            public_jwk(k.key, k.kid or "")
+            for k in verifier.keys
+            if isinstance(k.key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey)
+        ]
+    }

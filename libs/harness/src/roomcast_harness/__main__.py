@@ -1,0 +1,3 @@
+from roomcast_harness.cli import main
+
+main()

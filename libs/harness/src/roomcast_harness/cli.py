@@ -1,0 +1,74 @@
+"""roomcast-harness: install and run the local infrastructure.
+
+prepare   install redis-server if missing and resolve the Kafka jars (cached)
+infra     start Redis and Kafka on free ports, print their addresses, run until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from roomcast_harness.kafka_broker import KafkaBroker, ensure_kafka_jars
+from roomcast_harness.redis_server import RedisServer, ensure_redis_installed
+
+
+def _prepare(_: argparse.Namespace) -> int:
+    print(f"redis-server: {ensure_redis_installed()}")
+    print(f"kafka jars:   {ensure_kafka_jars()}")
+    return 0
+
+
+def _infra(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-infra-"))
+    redis = None if os.environ.get("ROOMCAST_REDIS__URL") else RedisServer(workdir / "redis")
+    kafka = (
+        None
+        if os.environ.get("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
+        else KafkaBroker(workdir / "kafka")
+    )
+    stopping = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if redis:
+            redis.start()
+        if kafka:
+            kafka.start()
+        redis_url = redis.url if redis else os.environ["ROOMCAST_REDIS__URL"]
+        bootstrap = (
+            kafka.bootstrap_servers if kafka else os.environ["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"]
+        )
+        print(f"ROOMCAST_REDIS__URL={redis_url}")
+        print(f"ROOMCAST_KAFKA__BOOTSTRAP_SERVERS={bootstrap}", flush=True)
+        while not stopping:
+            time.sleep(0.2)
+    finally:
+        if kafka:
+            kafka.stop()
+        if redis:
+            redis.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="roomcast-harness", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="install redis-server and resolve the Kafka jars").set_defaults(
+        func=_prepare
+    )
+    infra = sub.add_parser("infra", help="run Redis and Kafka until interrupted")
+    infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
+    infra.set_defaults(func=_infra)
+    args = parser.parse_args(argv)
+    sys.exit(args.func(args))

@@ -1,0 +1,106 @@
+"""The roomcast services as real processes, the way a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from roomcast_harness.procs import free_port, spawn, stop, tail, wait_for
+
+MODULES = {"auth": "roomcast_auth", "edge": "roomcast_edge", "publisher": "roomcast_publisher"}
+PORT_SETTINGS = {
+    "auth": "ROOMCAST_AUTH__PORT",
+    "edge": "ROOMCAST_EDGE__PORT",
+    "publisher": "ROOMCAST_PUBLISHER__PORT",
+}
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
+class ServiceProcess:
+    """`python -m roomcast_<service>` with the given environment, on its own port."""
+
+    def __init__(
+        self,
+        service: str,
+        env: Mapping[str, str],
+        workdir: Path,
+        port: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.service = service
+        self.port = port or free_port()
+        self.name = name or service
+        self.log_path = workdir / f"{self.name}.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
+        self.env = {
+            **base,
+            "ROOMCAST_LOG__FORMAT": "text",
+            **env,
+            PORT_SETTINGS[service]: str(self.port),
+        }
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self._proc is not None
+        return self._proc
+
+    def start(self, timeout: float = 60.0, wait_ready: bool = True) -> None:
+        argv = [sys.executable, "-m", MODULES[self.service]]
+        self._proc = spawn(argv, self.log_path, env=self.env)
+        probe = "/readyz" if wait_ready else "/livez"
+
+        def up() -> bool:
+            return self.exited or http_status(self.url + probe) == 200
+
+        try:
+            wait_for(up, timeout, f"{self.name} {probe}", interval=0.1)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not become ready:\n{self.logs()}") from None
+        if self.exited:
+            raise RuntimeError(f"{self.name} exited at start:\n{self.logs()}")
+
+    @property
+    def exited(self) -> bool:
+        return self._proc is not None and self._proc.poll() is not None
+
+    def logs(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self._proc is None:
+            return None
+        code = stop(self._proc, timeout=timeout)
+        self._proc = None
+        return code
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
