@@ -1,0 +1,209 @@
+"""HTTP API plumbing shared by auth and publisher: typed bodies, errors, API keys, CORS.
+
+Request bodies are pydantic models; the same models produce the schemas in each
+service's ``/openapi.json``, so what is documented is exactly what is enforced.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from roomcast_core.errors import error_response
+
+log = logging.getLogger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An answer of the v1 error shape, raised from anywhere in a handler."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+    def response(self) -> web.Response:
+        return error_response(self.status, self.code, self.message, self.headers)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable sentence per problem: `field.path: what is wrong`."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """The parsed JSON body; 413 when larger than max_bytes, 400 when not JSON."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
+    if not raw:
+        raise ApiError(400, "invalid_json", "request body is empty; a JSON object is expected")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def validate(model: type[Model], data: Any) -> Model:
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", describe_validation_error(exc)) from None
+
+
+async def parse_body(request: web.Request, model: type[Model], max_bytes: int) -> Model:
+    return validate(model, await read_json(request, max_bytes))
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def key_matches(presented: str | None, keys: Sequence[str]) -> bool:
+    """Constant-time comparison against every key, so timing says nothing about which."""
+    if presented is None:
+        return False
+    candidate = presented.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.encode())
+    return matched
+
+
+def require_api_key(request: web.Request, keys: Sequence[str]) -> None:
+    """401 unless API keys are off or the request bears one of them."""
+    if keys and not key_matches(bearer_token(request), keys):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ApiError becomes its JSON answer; anything unexpected is logged and is a 500."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            code = exc.reason.lower().replace(" ", "_")
+            return error_response(exc.status, code, exc.reason, dict(exc.headers))
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return error_response(500, "internal_error", "internal error")
+
+
+def cors_middleware(origins: Sequence[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Allow browser calls from the listed origins ("*" for any); answers preflights."""
+    allowed = frozenset(origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        permitted = origin is not None and ("*" in allowed or origin in allowed)
+        if (
+            request.method == "OPTIONS"
+            and permitted
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if permitted and origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    return cors
+
+
+# ---- OpenAPI ---------------------------------------------------------------
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def schema_of(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """A $ref to the model's schema, registering it (and its parts) in components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def openapi_document(
+    title: str, version: str, paths: dict[str, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA, **components},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def error_responses(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "invalid input",
+        401: "missing or invalid credentials",
+        404: "not found",
+        413: "payload too large",
+        503: "a dependency is unavailable; retry later",
+    }
+    return {
+        str(s): {
+            "description": text.get(s, "error"),
+            **json_content({"$ref": "#/components/schemas/Error"}),
+        }
+        for s in statuses
+    }

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from roomcast_core.api import ApiError, key_matches, openapi_document, schema_of, validate
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    count: int = 1
+
+
+def test_key_matches_only_listed_keys() -> None:
+    assert key_matches("k2", ["k1", "k2"])
+    assert not key_matches("k3", ["k1", "k2"])
+    assert not key_matches(None, ["k1"])
+    assert not key_matches("", ["k1"])
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ([1], "JSON object"),
+        ({}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "x", "count": "3"}, "count"),
+        ({"name": "x", "extra": 1}, "extra"),
+    ],
+)
+def test_validate_names_the_problem(data: object, fragment: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validate(Body, data)
+    assert caught.value.status == 400
+    assert fragment in caught.value.message
+
+
+def test_openapi_registers_model_schema() -> None:
+    components: dict[str, object] = {}
+    ref = schema_of(Body, components)
+    document = openapi_document("t", "1", {}, components)
+    assert ref == {"$ref": "#/components/schemas/Body"}
+    assert document["components"]["schemas"]["Body"]["required"] == ["name"]
+    assert document["openapi"].startswith("3.")
