@@ -20,7 +20,7 @@ lint: install ## ruff lint and format check
 	$(UV) run ruff format --check .
 
 typecheck: install ## mypy --strict on our code
-	$(UV) run mypy libs services
+	$(UV) run mypy libs services clients
 
 test: install lint typecheck ## everything: lint, types and the whole test suite against real Redis and Kafka
 	$(UV) run pytest $(PYTEST_ARGS)

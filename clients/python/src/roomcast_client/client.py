@@ -1,0 +1,295 @@
+"""An asyncio roomcast client that survives reconnects without missing messages.
+
+It keeps the rooms and subscriptions it was asked for and the position vector of
+what it has seen; after a drop it reconnects with exponential backoff and jitter,
+passing both in the connect URL (`roomIds`, `topics`, `since`) so the edge replays
+what was missed and then goes live with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+
+from roomcast_client.positions import PositionVector
+
+log = logging.getLogger(__name__)
+
+TokenSource = str | Callable[[], Awaitable[str]]
+# Close codes after which reconnecting cannot help.
+_FATAL_CLOSE_CODES = {1008}
+
+
+class RequestFailed(Exception):
+    """The edge answered a request with status "fail"."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(reply.get("error_message") or "request failed")
+        self.reply = reply
+
+
+class HandshakeRefused(Exception):
+    """The edge refused the upgrade (bad token: 401; full or draining: 503)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"handshake refused with HTTP {status}")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    topic: str | None
+    type: str | None
+    room: str | None
+    payload: Any
+    message_id: str
+    receive_time: str
+    position: str
+    received_at: float = field(compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], received_at: float) -> Push:
+        meta = data.get("meta") or {}
+        return cls(
+            topic=data.get("topic"),
+            type=data.get("type"),
+            room=data.get("room"),
+            payload=data.get("payload"),
+            message_id=str(meta.get("message_id", "")),
+            receive_time=str(meta.get("receive_time", "")),
+            position=str(meta.get("position", "")),
+            received_at=received_at,
+        )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RoomcastClient:
+    def __init__(
+        self,
+        url: str,
+        token: TokenSource,
+        *,
+        rooms: tuple[str, ...] = (),
+        subscriptions: tuple[tuple[str, str], ...] = (),
+        ping_interval: float = 15.0,
+        reconnect: bool = True,
+        backoff_min: float = 0.25,
+        backoff_max: float = 20.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._url = url
+        self._token = token
+        self.rooms: list[str] = list(dict.fromkeys(rooms))
+        self.subscriptions: list[tuple[str, str]] = list(dict.fromkeys(subscriptions))
+        self.positions = PositionVector()
+        self._ping_interval = ping_interval
+        self._reconnect = reconnect
+        self._backoff = (backoff_min, backoff_max)
+        self._own_session = session is None
+        self._session = session
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._messages: asyncio.Queue[Push] = asyncio.Queue()
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._runner: asyncio.Task[None] | None = None
+        self.last_connected: dict[str, Any] = {}
+        self.connects = 0
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    async def connect(self) -> dict[str, Any]:
+        """Open the first connection (errors surface here), then keep it up."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        await self._open()
+        self._runner = asyncio.create_task(self._run())
+        return self.last_connected
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> RoomcastClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _token_value(self) -> str:
+        return self._token if isinstance(self._token, str) else await self._token()
+
+    def _connect_url(self) -> str:
+        query: dict[str, str] = {}
+        if self.rooms:
+            query["roomIds"] = ",".join(self.rooms)
+        if self.subscriptions:
+            query["topics"] = ",".join(f"{t}:{k}" for t, k in self.subscriptions)
+        if self.positions:
+            query["since"] = str(self.positions)
+        return f"{self._url}?{urlencode(query)}" if query else self._url
+
+    async def _open(self) -> None:
+        assert self._session is not None
+        token = await self._token_value()
+        try:
+            ws = await self._session.ws_connect(
+                self._connect_url(),
+                headers={"Authorization": f"Bearer {token}"},
+                autoping=True,
+                heartbeat=None,
+                max_msg_size=0,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise HandshakeRefused(exc.status) from None
+        first = await ws.receive(timeout=30)
+        if first.type != aiohttp.WSMsgType.TEXT:
+            await ws.close()
+            raise ConnectionError(f"expected the connected message, got {first.type!r}")
+        hello = orjson.loads(first.data)
+        if hello.get("action") != "connected":
+            await ws.close()
+            raise ConnectionError(f"expected the connected message, got {hello!r}")
+        self.positions.merge_start(str(hello.get("position", "")))
+        self.last_connected = hello
+        self.connects += 1
+        self._ws = ws
+        self._connected.set()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closed:
+            ws = self._ws
+            if ws is not None:
+                attempt = 0
+                pinger = asyncio.create_task(self._keepalive(ws))
+                try:
+                    await self._receive(ws)
+                finally:
+                    pinger.cancel()
+                    self._connected.clear()
+                    self._fail_pending(ConnectionError("connection lost"))
+                    self._ws = None
+                if self._closed or not self._reconnect or ws.close_code in _FATAL_CLOSE_CODES:
+                    break
+            low, high = self._backoff
+            delay = min(high, low * 2**attempt)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            attempt += 1
+            try:
+                await self._open()
+            except (aiohttp.ClientError, OSError, ConnectionError, HandshakeRefused) as exc:
+                log.info("reconnect failed", extra={"error": str(exc), "attempt": attempt})
+        self._closed = True
+        self._fail_pending(ConnectionError("client closed"))
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = orjson.loads(frame.data)
+            if "request_id" in data and "action" in data and "meta" not in data:
+                future = self._pending.pop(str(data["request_id"]), None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+                continue
+            push = Push.from_json(data, time.time())
+            if push.position:
+                self.positions.advance(push.position)
+            self._messages.put_nowait(push)
+
+    async def _keepalive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while not ws.closed:
+            await asyncio.sleep(self._ping_interval)
+            with contextlib.suppress(Exception):
+                await self._request("ping", None)
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    # ---- requests -------------------------------------------------------------
+
+    async def _request(self, action: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        ws = self._ws
+        if ws is None or ws.closed:
+            raise ConnectionError("not connected")
+        request_id = f"r{next(self._ids)}"
+        body: dict[str, Any] = {"request_id": request_id, "timestamp": _now_ms(), "action": action}
+        if params is not None:
+            body["params"] = params
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        await ws.send_str(orjson.dumps(body).decode())
+        reply = await asyncio.wait_for(future, timeout=30)
+        if reply.get("status") != "ok":
+            raise RequestFailed(reply)
+        return reply
+
+    async def subscribe(self, topic: str, type_: str = "*") -> dict[str, Any]:
+        reply = await self._request("subscribe", {"topic": topic, "type": type_})
+        if (topic, type_) not in self.subscriptions:
+            self.subscriptions.append((topic, type_))
+        return reply
+
+    async def unsubscribe(self, topic: str, type_: str = "*") -> dict[str, Any]:
+        reply = await self._request("unsubscribe", {"topic": topic, "type": type_})
+        with contextlib.suppress(ValueError):
+            self.subscriptions.remove((topic, type_))
+        return reply
+
+    async def join(self, room: str) -> dict[str, Any]:
+        reply = await self._request("join", {"room": room})
+        if room not in self.rooms:
+            self.rooms.append(room)
+        return reply
+
+    async def leave(self, room: str) -> dict[str, Any]:
+        reply = await self._request("leave", {"room": room})
+        with contextlib.suppress(ValueError):
+            self.rooms.remove(room)
+        return reply
+
+    async def ping(self) -> dict[str, Any]:
+        return await self._request("ping", None)
+
+    # ---- messages ---------------------------------------------------------------
+
+    async def next_message(self, timeout: float | None = None) -> Push:
+        return await asyncio.wait_for(self._messages.get(), timeout)
+
+    async def messages(self) -> AsyncIterator[Push]:
+        while not (self._closed and self._messages.empty()):
+            yield await self._messages.get()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float = 30) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
