@@ -5,6 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
+EDGES ?= 1
 
 .PHONY: help install lint typecheck test test-unit run clean
 
@@ -28,8 +29,8 @@ test: install lint typecheck ## everything: lint, types and the whole test suite
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)
 
-run: install ## Redis and Kafka on free ports until Ctrl-C (the full stack arrives with the services)
-	$(UV) run roomcast-harness infra
+run: install ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
+	$(UV) run roomcast-harness stack --edges $(EDGES)
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

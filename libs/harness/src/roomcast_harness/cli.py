@@ -16,6 +16,7 @@ from pathlib import Path
 
 from roomcast_harness.kafka_broker import KafkaBroker, ensure_kafka_jars
 from roomcast_harness.redis_server import RedisServer, ensure_redis_installed
+from roomcast_harness.stack import StackOptions, run_stack
 
 
 def _prepare(_: argparse.Namespace) -> int:
@@ -61,6 +62,11 @@ def _infra(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-stack-"))
+    return run_stack(StackOptions(workdir=workdir, edges=args.edges))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="roomcast-harness", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,5 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     infra = sub.add_parser("infra", help="run Redis and Kafka until interrupted")
     infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
     infra.set_defaults(func=_infra)
+    stack = sub.add_parser("stack", help="run the whole local stack until interrupted")
+    stack.add_argument("--edges", type=int, default=1, choices=[1, 2], help="ws-edge processes")
+    stack.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
+    stack.set_defaults(func=_stack)
     args = parser.parse_args(argv)
     sys.exit(args.func(args))

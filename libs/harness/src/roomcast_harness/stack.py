@@ -1,0 +1,152 @@
+"""The whole local stack in the foreground: Redis, Kafka, auth, publisher, edge(s).
+
+Logs of every process are interleaved on stdout with a name prefix; Ctrl-C (or
+SIGTERM) stops everything that was started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from roomcast_harness.kafka_broker import KafkaBroker
+from roomcast_harness.redis_server import RedisServer
+from roomcast_harness.services import ServiceProcess
+
+DEMO_ORIGINS = "http://localhost:8081,http://127.0.0.1:8081"
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    workdir: Path
+    edges: int = 1
+    auth_port: int = 8080
+    edge_port: int = 8081
+    publisher_port: int = 8082
+
+
+class _LogFollower(threading.Thread):
+    """Copies new lines of one log file to stdout with a prefix."""
+
+    def __init__(self, name: str, path: Path, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self._name = name
+        self._path = path
+        self._stopping = stop
+
+    def run(self) -> None:
+        while not self._path.exists() and not self._stopping.is_set():
+            time.sleep(0.1)
+        with self._path.open(errors="replace") as log:
+            while not self._stopping.is_set():
+                line = log.readline()
+                if not line:
+                    time.sleep(0.1)
+                    continue
+                sys.stdout.write(f"{self._name:<10}| {line}")
+                sys.stdout.flush()
+
+
+def _banner(auth: str, edges: list[str], publisher: str, redis_url: str, kafka: str) -> str:
+    edge = edges[0].replace("127.0.0.1", "localhost")
+    ws = edge.replace("http://", "ws://")
+    return f"""
+roomcast is up.
+  demo page   {edge}/demo/
+  auth        {auth}          (POST /v1/tokens, GET /get/token)
+  publisher   {publisher}          (POST /v1/messages)
+  ws-edge     {", ".join(edges)}   ({ws}/ws?token=…&roomIds=…)
+  redis       {redis_url}
+  kafka       {kafka}
+
+Publish a message:
+  curl -s -X POST {publisher}/v1/messages -H 'Content-Type: application/json' \\
+       -d '{{"topic": "order", "type": "event", "payload": {{"content": "hello"}}}}'
+
+Press Ctrl-C to stop everything.
+"""
+
+
+def run_stack(options: StackOptions) -> int:
+    stopping = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    workdir = options.workdir
+    redis = None if os.environ.get("ROOMCAST_REDIS__URL") else RedisServer(workdir / "redis")
+    kafka = (
+        None
+        if os.environ.get("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
+        else KafkaBroker(workdir / "kafka")
+    )
+    services: list[ServiceProcess] = []
+    followers: list[_LogFollower] = []
+    try:
+        if redis:
+            print(f"starting redis on port {redis.port}", flush=True)
+            redis.start()
+        if kafka:
+            print(f"starting kafka on port {kafka.port}", flush=True)
+            kafka.start()
+        redis_url = redis.url if redis else os.environ["ROOMCAST_REDIS__URL"]
+        bootstrap = (
+            kafka.bootstrap_servers if kafka else os.environ["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"]
+        )
+        env = {
+            "ROOMCAST_REDIS__URL": redis_url,
+            "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "ROOMCAST_LOG__FORMAT": "text",
+            "ROOMCAST_AUTH__CORS_ORIGINS": os.environ.get(
+                "ROOMCAST_AUTH__CORS_ORIGINS", DEMO_ORIGINS
+            ),
+            "ROOMCAST_PUBLISHER__CORS_ORIGINS": os.environ.get(
+                "ROOMCAST_PUBLISHER__CORS_ORIGINS", DEMO_ORIGINS
+            ),
+        }
+        plan = [
+            ("auth", "auth", options.auth_port),
+            ("publisher", "publisher", options.publisher_port),
+        ] + [
+            ("edge", "edge" if i == 0 else f"edge-{i + 1}", options.edge_port + (2 * i if i else 0))
+            for i in range(options.edges)
+        ]
+        for service, name, port in plan:
+            proc = ServiceProcess(service, env, workdir / "logs", port=port, name=name)
+            follower = _LogFollower(name, proc.log_path, stopping)
+            follower.start()
+            followers.append(follower)
+            print(f"starting {name} on port {port}", flush=True)
+            proc.start(timeout=120)
+            services.append(proc)
+        edges = [p.url for p in services if p.service == "edge"]
+        auth = next(p.url for p in services if p.service == "auth")
+        publisher = next(p.url for p in services if p.service == "publisher")
+        print(_banner(auth, edges, publisher, redis_url, bootstrap), flush=True)
+        while not stopping.is_set():
+            for proc in services:
+                if proc.exited:
+                    print(f"{proc.name} exited unexpectedly; stopping", flush=True)
+                    stopping.set()
+            stopping.wait(0.5)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"roomcast-harness: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stopping.set()
+        print("stopping…", flush=True)
+        for proc in reversed(services):
+            proc.stop()
+        if kafka:
+            kafka.stop()
+        if redis:
+            redis.stop()
+        print("stopped.", flush=True)
