@@ -1,0 +1,143 @@
+import { RoomcastClient } from "./roomcast.js";
+
+const $ = (id) => document.getElementById(id);
+const host = window.location.hostname || "localhost";
+$("auth-url").value = `http://${host}:8080`;
+$("publisher-url").value = `http://${host}:8082`;
+
+let client = null;
+let received = 0;
+let recoveredCount = 0;
+let replaying = false;
+
+function setStatus(text, kind) {
+  $("status").textContent = text;
+  $("status").className = `status ${kind}`;
+}
+
+function showState() {
+  if (!client) return;
+  $("my-rooms").textContent = client.rooms.join(", ") || "–";
+  $("my-subs").textContent = client.subscriptions.map(([t, k]) => `${t}:${k}`).join(", ") || "–";
+  $("counts").textContent = `${received} received · ${recoveredCount} recovered after reconnects`;
+}
+
+function latencyOf(push) {
+  const sent = Date.parse(push.meta?.receive_time ?? "");
+  return Number.isNaN(sent) ? "" : `${Math.max(0, Date.now() - sent)} ms`;
+}
+
+function addRow(push) {
+  const row = document.createElement("tr");
+  if (replaying) row.className = "recovered";
+  const cells = [
+    new Date().toLocaleTimeString(),
+    push.topic ?? "",
+    push.type ?? "",
+    push.room ?? "",
+    JSON.stringify(push.payload),
+    latencyOf(push),
+    push.meta?.position ?? "",
+  ];
+  for (const [i, text] of cells.entries()) {
+    const cell = document.createElement("td");
+    if (i === 4) cell.className = "payload";
+    cell.textContent = text;
+    row.appendChild(cell);
+  }
+  $("messages").prepend(row);
+  while ($("messages").children.length > 200) $("messages").lastChild.remove();
+}
+
+async function fetchToken() {
+  const response = await fetch(`${$("auth-url").value}/v1/tokens`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ device_id: $("device-id").value || "demo-device", is_login: false }),
+  });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error?.message ?? `auth answered ${response.status}`);
+  return body.token;
+}
+
+function replyText(reply) {
+  const recovered = reply.recovered === undefined ? "" : ` (recovered: ${reply.recovered})`;
+  return `${reply.action}: ${reply.status}${recovered}`;
+}
+
+async function call(action) {
+  try {
+    const reply = await action();
+    $("last-reply").textContent = replyText(reply);
+  } catch (error) {
+    $("last-reply").textContent = error.reply ? replyText(error.reply) + ` — ${error.message}` : error.message;
+  }
+  showState();
+}
+
+$("connect").onclick = async () => {
+  const rooms = $("rooms").value.split(",").map((r) => r.trim()).filter(Boolean);
+  const wsUrl = `${window.location.protocol === "https:" ? "wss" : "ws"}://${window.location.host}/ws`;
+  client = new RoomcastClient(wsUrl, { token: fetchToken, rooms });
+  client.onmessage = (push) => {
+    received += 1;
+    if (replaying) recoveredCount += 1;
+    addRow(push);
+    showState();
+  };
+  client.onconnected = (hello) => {
+    setStatus("connected", "on");
+    const refused = hello.refused?.length ? ` · refused: ${JSON.stringify(hello.refused)}` : "";
+    const recovered = hello.recovered === undefined ? "" : ` · recovered: ${hello.recovered}`;
+    $("connection-info").textContent = `connection ${hello.connection_id} · rooms ${hello.rooms.join(", ") || "–"}${refused}${recovered} · position ${hello.position}`;
+    // Messages that arrive in the same moment as a recovering `connected` are the replay.
+    replaying = hello.recovered === true;
+    setTimeout(() => { replaying = false; }, 300);
+    showState();
+  };
+  client.ondisconnected = () => setStatus("reconnecting…", "wait");
+  setStatus("connecting…", "wait");
+  try {
+    await client.connect();
+    $("connect").disabled = true;
+    $("disconnect").disabled = false;
+  } catch (error) {
+    setStatus("disconnected", "off");
+    $("connection-info").textContent = error.message;
+  }
+};
+
+$("disconnect").onclick = () => {
+  client?.close();
+  setStatus("disconnected", "off");
+  $("connect").disabled = false;
+  $("disconnect").disabled = true;
+};
+
+$("join").onclick = () => call(() => client.join($("room").value.trim()));
+$("leave").onclick = () => call(() => client.leave($("room").value.trim()));
+$("subscribe").onclick = () => call(() => client.subscribe($("sub-topic").value.trim(), $("sub-type").value.trim() || "*"));
+$("unsubscribe").onclick = () => call(() => client.unsubscribe($("sub-topic").value.trim(), $("sub-type").value.trim() || "*"));
+
+$("publish").onclick = async () => {
+  let payload;
+  try {
+    payload = JSON.parse($("pub-payload").value);
+  } catch {
+    payload = $("pub-payload").value;
+  }
+  const body = { payload };
+  for (const [field, id] of [["topic", "pub-topic"], ["type", "pub-type"], ["room", "pub-room"]]) {
+    const value = $(id).value.trim();
+    if (value) body[field] = value;
+  }
+  const response = await fetch(`${$("publisher-url").value}/v1/messages`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  $("publish-result").textContent = response.ok
+    ? `published ${answer.message_id} at ${answer.position}`
+    : `error ${response.status}: ${answer.error?.message ?? JSON.stringify(answer)}`;
+};
