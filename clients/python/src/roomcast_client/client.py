@@ -14,7 +14,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -80,7 +80,7 @@ def _now_ms() -> int:
 class RoomcastClient:
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: TokenSource,
         *,
         rooms: tuple[str, ...] = (),
@@ -91,7 +91,9 @@ class RoomcastClient:
         backoff_max: float = 20.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self._url = url
+        # Several edge URLs are tried in turn, as a load balancer would spread reconnects.
+        self._urls = [url] if isinstance(url, str) else list(url)
+        self._url_index = 0
         self._token = token
         self.rooms: list[str] = list(dict.fromkeys(rooms))
         self.subscriptions: list[tuple[str, str]] = list(dict.fromkeys(subscriptions))
@@ -150,7 +152,8 @@ class RoomcastClient:
             query["topics"] = ",".join(f"{t}:{k}" for t, k in self.subscriptions)
         if self.positions:
             query["since"] = str(self.positions)
-        return f"{self._url}?{urlencode(query)}" if query else self._url
+        url = self._urls[self._url_index % len(self._urls)]
+        return f"{url}?{urlencode(query)}" if query else url
 
     async def _open(self) -> None:
         assert self._session is not None
@@ -202,6 +205,7 @@ class RoomcastClient:
             try:
                 await self._open()
             except (aiohttp.ClientError, OSError, ConnectionError, HandshakeRefused) as exc:
+                self._url_index += 1
                 log.info("reconnect failed", extra={"error": str(exc), "attempt": attempt})
         self._closed = True
         self._fail_pending(ConnectionError("client closed"))
