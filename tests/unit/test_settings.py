@@ -99,3 +99,14 @@ def test_local_mode_falls_back_to_development_secret() -> None:
 def test_explicit_overrides_win_over_environment() -> None:
     settings = load_settings({"ROOMCAST_EDGE__PORT": "9001"}, {"edge": {"port": 9002}})
     assert settings.edge.port == 9002
+
+
+def test_cors_defaults_to_the_demo_origin_in_local_mode_only() -> None:
+    local = load_settings({})
+    assert "http://localhost:8081" in local.auth.cors_origins
+    assert "http://localhost:8081" in local.publisher.cors_origins
+    production = load_settings({"ROOMCAST_MODE": "production"})
+    assert production.auth.cors_origins == ()
+    assert production.publisher.cors_origins == ()
+    explicit = load_settings({"ROOMCAST_AUTH__CORS_ORIGINS": "https://app.example"})
+    assert explicit.auth.cors_origins == ("https://app.example",)

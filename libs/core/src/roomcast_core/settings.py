@@ -341,6 +341,15 @@ def _check_signing(settings: Settings) -> None:
         )
 
 
+# The demo page is served by a local edge; in local mode it may call auth and publisher.
+LOCAL_DEMO_ORIGINS = ("http://localhost:8081", "http://127.0.0.1:8081")
+
+
+def _origins(value: str | list[str], mode: str) -> tuple[str, ...]:
+    origins = _split(value)
+    return origins if origins or mode == "production" else LOCAL_DEMO_ORIGINS
+
+
 def _freeze(dyn: Any) -> Settings:
     jwt = dyn.jwt
     secret = str(jwt.secret)
@@ -373,7 +382,7 @@ def _freeze(dyn: Any) -> Settings:
             host=dyn.auth.host,
             port=dyn.auth.port,
             api_keys=_split(dyn.auth.api_keys),
-            cors_origins=_split(dyn.auth.cors_origins),
+            cors_origins=_origins(dyn.auth.cors_origins, dyn.mode),
         ),
         edge=EdgeSettings(
             host=dyn.edge.host,
@@ -399,6 +408,6 @@ def _freeze(dyn: Any) -> Settings:
             max_payload_bytes=dyn.publisher.max_payload_bytes,
             max_batch=dyn.publisher.max_batch,
             idempotency_window=dyn.publisher.idempotency_window,
-            cors_origins=_split(dyn.publisher.cors_origins),
+            cors_origins=_origins(dyn.publisher.cors_origins, dyn.mode),
         ),
     )

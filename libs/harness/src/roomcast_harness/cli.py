@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from roomcast_harness.debian import ensure_program
 from roomcast_harness.kafka_broker import KafkaBroker, ensure_kafka_jars
 from roomcast_harness.redis_server import RedisServer, ensure_redis_installed
 from roomcast_harness.stack import StackOptions, run_stack
@@ -22,6 +23,7 @@ from roomcast_harness.stack import StackOptions, run_stack
 def _prepare(_: argparse.Namespace) -> int:
     print(f"redis-server: {ensure_redis_installed()}")
     print(f"kafka jars:   {ensure_kafka_jars()}")
+    print(f"chromium:     {ensure_program('chromium', 'chromium')}")
     return 0
 
 
@@ -70,9 +72,9 @@ def _stack(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="roomcast-harness", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("prepare", help="install redis-server and resolve the Kafka jars").set_defaults(
-        func=_prepare
-    )
+    sub.add_parser(
+        "prepare", help="install redis-server and chromium, resolve the Kafka jars"
+    ).set_defaults(func=_prepare)
     infra = sub.add_parser("infra", help="run Redis and Kafka until interrupted")
     infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
     infra.set_defaults(func=_infra)

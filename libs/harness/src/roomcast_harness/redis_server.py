@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+from roomcast_harness.debian import ensure_program
 from roomcast_harness.procs import free_port, port_open, spawn, stop, tail, wait_for
 
 
 def ensure_redis_installed() -> str:
-    """Path of redis-server, installing the Debian package when it is missing."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    print("roomcast-harness: installing redis-server (Debian package)", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "-qq", "redis-server"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    found = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(found).exists():
-        raise RuntimeError("redis-server is still missing after apt-get install")
-    return found
+    return ensure_program("redis-server", "redis-server")
 
 
 class RedisServer:
