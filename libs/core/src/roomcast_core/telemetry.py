@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -85,3 +85,49 @@ def telemetry_ctx(service_name: str) -> Callable[[web.Application], AsyncIterato
             provider.shutdown()
 
     return ctx
+
+
+# ---- HTTP server spans ---------------------------------------------------------
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_UNTRACED = frozenset({"/health", "/livez", "/readyz", "/metrics"})
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else request.path
+
+
+@web.middleware
+async def tracing_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """A SERVER span per request, continuing the caller's W3C trace context.
+
+    Probes and scrapes are left out: they would drown the traces that matter.
+    """
+    if request.path in _UNTRACED:
+        return await handler(request)
+    route = _route_of(request)
+    tracer = trace.get_tracer("roomcast.http")
+    parent = propagate.extract(request.headers)
+    with tracer.start_as_current_span(
+        f"{request.method} {route}",
+        context=parent,
+        kind=trace.SpanKind.SERVER,
+        attributes={
+            "http.request.method": request.method,
+            "http.route": route,
+            "url.path": request.path,
+            "server.port": request.url.port or 0,
+        },
+    ) as span:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            span.set_attribute("http.response.status_code", exc.status)
+            if exc.status >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_status(trace.StatusCode.ERROR)
+        return response
