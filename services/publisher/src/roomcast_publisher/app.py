@@ -2,18 +2,85 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from roomcast_core.health import Health, mount_health
+from roomcast_core.api import cors_middleware, error_middleware
+from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx
-from roomcast_publisher.keys import SETTINGS_KEY
+from roomcast_publisher.adapters.kafka_sink import KafkaSink
+from roomcast_publisher.adapters.redis_idempotency import RedisIdempotencyStore
+from roomcast_publisher.domain.publishing import Publisher, PublishPolicy
+from roomcast_publisher.keys import PUBLISHER_KEY, PUBLISHER_METRICS_KEY, SETTINGS_KEY
+from roomcast_publisher.metrics import PublisherMetrics
+from roomcast_publisher.models import ENVELOPE_BYTES
+from roomcast_publisher.observe import request_counter, server_spans
+from roomcast_publisher.routes import add_routes
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def policy_for(settings: Settings) -> PublishPolicy:
+    bound = settings.kafka.request_timeout  # the longest one publish can take
+    return PublishPolicy(
+        idempotency_window=settings.publisher.idempotency_window,
+        hold_seconds=2 * bound + 5,
+        wait_seconds=bound + 1,
+    )
+
+
+def _links_ctx(settings: Settings) -> CleanupCtx:
+    """Redis and Kafka, and the Publisher on top of them; Kafka reconnects in the background."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        timeout = settings.redis.timeout
+        client = aioredis.from_url(
+            settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        store = RedisIdempotencyStore(client)
+        sink = KafkaSink(
+            settings.kafka,
+            max_record_bytes=settings.publisher.max_payload_bytes + ENVELOPE_BYTES,
+        )
+        health = app[HEALTH_KEY]
+        health.add_check("redis", store.readiness)
+        health.add_check("kafka", sink.readiness)
+        app[PUBLISHER_KEY] = Publisher(
+            sink, store, app[PUBLISHER_METRICS_KEY], policy_for(settings)
+        )
+        # Never block startup on Kafka: the service starts, /readyz says why not.
+        connector = asyncio.create_task(sink.run(), name="kafka-connector")
+        yield
+        connector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connector
+        await sink.close()
+        await client.aclose()
+
+    return ctx
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application()
+    registry = CollectorRegistry()
+    metrics = PublisherMetrics(registry)
+    app = web.Application(
+        middlewares=[
+            server_spans,
+            request_counter(metrics),
+            cors_middleware(settings.publisher.cors_origins),
+            error_middleware,
+        ]
+    )
     app[SETTINGS_KEY] = settings
+    app[PUBLISHER_METRICS_KEY] = metrics
+    mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-publisher"))
-    mount_health(app, Health(), CollectorRegistry())
+    app.cleanup_ctx.append(_links_ctx(settings))
+    add_routes(app)
     return app

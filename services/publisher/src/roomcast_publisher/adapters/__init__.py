@@ -1,0 +1,1 @@
+"""The domain's ports implemented on real Kafka and Redis."""

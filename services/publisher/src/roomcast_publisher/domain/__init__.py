@@ -1,0 +1,1 @@
+"""Pure publishing logic: no Redis, Kafka or HTTP imports here."""

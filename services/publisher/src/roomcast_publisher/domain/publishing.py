@@ -1,0 +1,234 @@
+"""Publishing: drafts become acknowledged Kafka records, each client message_id at most once.
+
+A message_id given by the client is an idempotency key. Before producing, the
+publisher claims it in the store with a short-lived "pending" marker (atomic, so of
+two concurrent requests exactly one publishes); after the broker acknowledged, the
+receipt replaces the marker for the idempotency window; after a failure the marker
+is released so the client may retry. A duplicate that arrives while the first is
+still pending waits for its receipt, and gets ``publish_in_progress`` if it does
+not come in time. Without a usable store, messages that carry a message_id are
+refused rather than published unchecked: a duplicate would be worse than a retry.
+Generated ids need no store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from roomcast_core.wire import Message, now_time
+from roomcast_publisher.domain.ports import (
+    Claim,
+    Claimed,
+    Delivery,
+    IdempotencyStore,
+    InProgress,
+    PublishObserver,
+    Receipt,
+    RecordSink,
+    SinkUnavailable,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Reason(StrEnum):
+    KAFKA_UNAVAILABLE = "kafka_unavailable"
+    IDEMPOTENCY_UNAVAILABLE = "idempotency_unavailable"
+    IN_PROGRESS = "publish_in_progress"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    topic: str | None
+    type: str | None
+    room: str | None
+    payload: Any
+    message_id: str | None = None  # None: the publisher names the message
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A message that was not published; the caller may retry it."""
+
+    message_id: str
+    reason: Reason
+    detail: str
+
+
+Outcome = Receipt | Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPolicy:
+    idempotency_window: int  # seconds a receipt answers duplicates
+    hold_seconds: float  # lifetime of a pending marker: longer than any publish can take
+    wait_seconds: float  # how long a duplicate waits for the first publish to finish
+    poll_seconds: float = 0.05
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Publisher:
+    def __init__(
+        self,
+        sink: RecordSink,
+        store: IdempotencyStore,
+        observer: PublishObserver,
+        policy: PublishPolicy,
+        *,
+        clock: Callable[[], str] = now_time,
+        new_id: Callable[[], str] = new_message_id,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sink = sink
+        self._store = store
+        self._observer = observer
+        self._policy = policy
+        self._clock = clock
+        self._new_id = new_id
+        self._monotonic = monotonic
+        self._sleep = sleep
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Outcome]:
+        """One outcome per draft, in order. Drafts must not repeat a message_id."""
+        return await self._publish(drafts, retry_released=True)
+
+    async def _publish(self, drafts: Sequence[Draft], *, retry_released: bool) -> list[Outcome]:
+        receive_time = self._clock()
+        messages = [
+            Message(
+                topic=d.topic,
+                type=d.type,
+                room=d.room,
+                payload=d.payload,
+                message_id=d.message_id or self._new_id(),
+                receive_time=receive_time,
+            )
+            for d in drafts
+        ]
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        tokens: dict[int, str] = {}
+        waiting: list[int] = []
+        claims = await self._claim(drafts)
+        for index, claim in claims.items():
+            if isinstance(claim, Claimed):
+                tokens[index] = claim.token
+            elif isinstance(claim, Receipt):
+                outcomes[index] = claim
+            elif isinstance(claim, InProgress):
+                waiting.append(index)
+            else:
+                outcomes[index] = claim
+        to_send = [i for i in range(len(messages)) if outcomes[i] is None and i not in waiting]
+
+        sent = await self._send([messages[i] for i in to_send])
+        for index, outcome in zip(to_send, sent, strict=True):
+            outcomes[index] = outcome
+        await self._settle_claims({i: (outcomes[i], tokens[i]) for i in tokens})
+
+        if waiting:
+            replies = await asyncio.gather(
+                *(self._await_first(drafts[i], retry_released) for i in waiting)
+            )
+            for index, outcome in zip(waiting, replies, strict=True):
+                outcomes[index] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _claim(self, drafts: Sequence[Draft]) -> dict[int, Claim | Refusal]:
+        keyed = [(i, d.message_id) for i, d in enumerate(drafts) if d.message_id is not None]
+        if not keyed:
+            return {}
+        try:
+            claims = await self._store.claim([mid for _, mid in keyed], self._policy.hold_seconds)
+        except StoreUnavailable as exc:
+            self._observer.failed(Reason.IDEMPOTENCY_UNAVAILABLE)
+            detail = f"idempotency store unavailable, message not published: {exc}"
+            return {i: Refusal(mid, Reason.IDEMPOTENCY_UNAVAILABLE, detail) for i, mid in keyed}
+        return {i: claim for (i, _), claim in zip(keyed, claims, strict=True)}
+
+    async def _send(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Enqueue strictly in order (that is what keeps order per key), then await all."""
+        started = self._monotonic()
+        deliveries: list[Delivery | Refusal] = []
+        for message in messages:
+            try:
+                deliveries.append(await self._sink.enqueue(message))
+            except SinkUnavailable as exc:
+                deliveries.append(self._refuse(message, exc))
+        return list(
+            await asyncio.gather(
+                *(self._outcome(m, d, started) for m, d in zip(messages, deliveries, strict=True))
+            )
+        )
+
+    async def _outcome(
+        self, message: Message, delivery: Delivery | Refusal, started: float
+    ) -> Outcome:
+        if isinstance(delivery, Refusal):
+            return delivery
+        try:
+            position = await delivery
+        except SinkUnavailable as exc:
+            return self._refuse(message, exc)
+        self._observer.produced(self._monotonic() - started)
+        return Receipt(message.message_id, position, message.receive_time)
+
+    def _refuse(self, message: Message, exc: SinkUnavailable) -> Refusal:
+        self._observer.failed(Reason.KAFKA_UNAVAILABLE)
+        return Refusal(message.message_id, Reason.KAFKA_UNAVAILABLE, f"not published: {exc}")
+
+    async def _settle_claims(self, held: dict[int, tuple[Outcome | None, str]]) -> None:
+        async def settle(outcome: Outcome | None, token: str) -> None:
+            try:
+                if isinstance(outcome, Receipt):
+                    await self._store.remember(outcome, self._policy.idempotency_window)
+                elif outcome is not None:
+                    await self._store.release(outcome.message_id, token)
+            except StoreUnavailable as exc:
+                # The message is published (or not) regardless; the pending marker
+                # expires after hold_seconds, until then duplicates get 409.
+                log.warning("could not record idempotency outcome", extra={"error": str(exc)})
+
+        await asyncio.gather(*(settle(outcome, token) for outcome, token in held.values()))
+
+    async def _await_first(self, draft: Draft, retry_released: bool) -> Outcome:
+        message_id = draft.message_id
+        assert message_id is not None
+        deadline = self._monotonic() + self._policy.wait_seconds
+        while True:
+            try:
+                found = await self._store.lookup(message_id)
+            except StoreUnavailable as exc:
+                self._observer.failed(Reason.IDEMPOTENCY_UNAVAILABLE)
+                return Refusal(
+                    message_id,
+                    Reason.IDEMPOTENCY_UNAVAILABLE,
+                    f"idempotency store unavailable, message not published: {exc}",
+                )
+            if isinstance(found, Receipt):
+                return found
+            if found is None:
+                # The first attempt failed and let go of the id: try it ourselves, once.
+                if retry_released:
+                    return (await self._publish([draft], retry_released=False))[0]
+                break
+            if self._monotonic() >= deadline:
+                break
+            await self._sleep(self._policy.poll_seconds)
+        self._observer.failed(Reason.IN_PROGRESS)
+        return Refusal(
+            message_id,
+            Reason.IN_PROGRESS,
+            "a publish of this message_id is still in progress; retry later",
+        )

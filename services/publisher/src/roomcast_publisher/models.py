@@ -1,0 +1,132 @@
+"""Request and response bodies; the same models validate requests and document them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from roomcast_core.api import ApiError
+from roomcast_publisher.domain.publishing import Draft
+
+NAME_MAX = 128
+MESSAGE_ID_MAX = 128
+# JSON around the payload of one message (field names, ids, quoting).
+ENVELOPE_BYTES = 4096
+# A batch body never needs more than this; larger requests get 413 before parsing.
+BATCH_BODY_MAX = 16 << 20
+
+# No control characters, no blank or padded names: such a room or topic could not be
+# joined or subscribed to through the edge's comma-separated query parameters.
+_NAME = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+_MESSAGE_ID = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces: it is a header and a Redis key
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=_NAME)]
+MessageId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MESSAGE_ID_MAX, pattern=_MESSAGE_ID)
+]
+
+
+class MessageIn(BaseModel):
+    """One message to publish. room, topic and type address it; payload is delivered as is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    topic: Name | None = None
+    type: Name | None = None
+    room: Name | None = None
+    payload: Any = Field(description="any JSON value, delivered exactly as published")
+    message_id: MessageId | None = Field(
+        default=None,
+        description="idempotency key: the same id within the window publishes once",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _no_wildcard_type(cls, value: str | None) -> str | None:
+        if value == "*":
+            raise ValueError("'*' is reserved for subscriptions to every type")
+        return value
+
+    def draft(self) -> Draft:
+        return Draft(self.topic, self.type, self.room, self.payload, self.message_id)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    messages: list[MessageIn] = Field(min_length=1)
+
+
+class ScoreIn(BaseModel):
+    """[compat] The earlier score push; unknown fields are ignored as they were then."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    message: str | None = None
+    roomId: Name | None = None  # the compat wire name
+
+    @field_validator("roomId", mode="before")
+    @classmethod
+    def _empty_room_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class ReceiptOut(BaseModel):
+    message_id: str
+    position: str = Field(description="partition:offset of the record in Kafka")
+    receive_time: str = Field(description="RFC 3339 UTC, milliseconds")
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+class BatchResultOut(BaseModel):
+    status: int = Field(description="202 published, 409 in progress elsewhere, 503 not published")
+    message_id: str
+    position: str | None = None
+    receive_time: str | None = None
+    error: ErrorOut | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResultOut]
+
+
+class ScoreOut(BaseModel):
+    message: str
+
+
+class CompatErrorOut(BaseModel):
+    error: str
+
+
+def payload_size(payload: Any) -> int:
+    return len(orjson.dumps(payload))
+
+
+def check_payload(payload: Any, limit: int, where: str = "payload") -> None:
+    size = payload_size(payload)
+    if size > limit:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{where} is {size} bytes serialized; the limit is {limit}",
+        )
+
+
+def check_unique_ids(messages: list[MessageIn]) -> None:
+    seen: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        if message.message_id is None:
+            continue
+        if message.message_id in seen:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"messages.{index}.message_id repeats messages.{seen[message.message_id]}",
+            )
+        seen[message.message_id] = index

@@ -1,0 +1,100 @@
+"""In-memory ports for the publishing domain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from roomcast_core.wire import Message
+from roomcast_publisher.domain.ports import (
+    Claim,
+    Claimed,
+    Delivery,
+    InProgress,
+    Receipt,
+    SinkUnavailable,
+    StoreUnavailable,
+)
+
+
+@dataclass
+class FakeSink:
+    """Appends to one log; `gate` holds acknowledgements back until set."""
+
+    records: list[Message] = field(default_factory=list)
+    refuse_enqueue: bool = False
+    fail_delivery: bool = False
+    gate: asyncio.Event | None = None
+
+    async def enqueue(self, message: Message) -> Delivery:
+        if self.refuse_enqueue:
+            raise SinkUnavailable("broker away")
+        return self._deliver(message)
+
+    async def _deliver(self, message: Message) -> str:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_delivery:
+            raise SinkUnavailable("no acknowledgement")
+        self.records.append(message)
+        return f"0:{len(self.records) - 1}"
+
+
+@dataclass
+class FakeStore:
+    values: dict[str, Receipt | str] = field(default_factory=dict)  # str: pending token
+    down: bool = False
+    released: list[str] = field(default_factory=list)
+    claims: int = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("connection refused")
+
+    async def claim(self, message_ids: Sequence[str], hold_seconds: float) -> list[Claim]:
+        self._check()
+        result: list[Claim] = []
+        for message_id in message_ids:
+            self.claims += 1
+            current = self.values.get(message_id)
+            if current is None:
+                token = f"t{self.claims}"
+                self.values[message_id] = token
+                result.append(Claimed(token))
+            elif isinstance(current, Receipt):
+                result.append(
+                    Receipt(current.message_id, current.position, current.receive_time, True)
+                )
+            else:
+                result.append(InProgress())
+        return result
+
+    async def lookup(self, message_id: str) -> Receipt | InProgress | None:
+        self._check()
+        current = self.values.get(message_id)
+        if isinstance(current, Receipt):
+            return Receipt(current.message_id, current.position, current.receive_time, True)
+        return None if current is None else InProgress()
+
+    async def remember(self, receipt: Receipt, window_seconds: int) -> None:
+        self._check()
+        self.values[receipt.message_id] = receipt
+
+    async def release(self, message_id: str, token: str) -> None:
+        self._check()
+        if self.values.get(message_id) == token:
+            del self.values[message_id]
+            self.released.append(message_id)
+
+
+@dataclass
+class FakeObserver:
+    durations: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def produced(self, seconds: float) -> None:
+        self.durations.append(seconds)
+
+    def failed(self, reason: str) -> None:
+        self.failures.append(reason)
