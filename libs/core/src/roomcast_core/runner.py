@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,7 +31,14 @@ def serve(
     port: int,
     *,
     shutdown_timeout: float = 10.0,
+    on_sigterm: Callable[[web.Application], Awaitable[None]] | None = None,
 ) -> None:
+    """Run the app until SIGINT/SIGTERM.
+
+    With `on_sigterm`, SIGTERM first awaits it with the listening socket still open
+    (so the service can answer new requests with 503 while it drains), then stops.
+    Without it, aiohttp closes the listener at once.
+    """
     configure_logging(settings.log, service)
     try:
         import uvloop
@@ -37,8 +46,11 @@ def serve(
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
+    app = create_app(settings)
+    if on_sigterm is not None:
+        app.on_startup.append(_sigterm_handler(on_sigterm))
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         print=None,
@@ -46,3 +58,34 @@ def serve(
         shutdown_timeout=shutdown_timeout,
         handle_signals=True,
     )
+
+
+def _sigterm_handler(
+    on_sigterm: Callable[[web.Application], Awaitable[None]],
+) -> Callable[[web.Application], Awaitable[None]]:
+    """on_startup hook replacing aiohttp's SIGTERM handler (installed just before it)."""
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def run() -> None:
+            try:
+                await on_sigterm(app)
+            except Exception:
+                logging.getLogger(__name__).exception("SIGTERM hook failed")
+            loop.call_soon(_graceful_exit)
+
+        def handle() -> None:
+            if tasks:  # a second SIGTERM: stop now
+                _graceful_exit()
+            task = loop.create_task(run())
+            tasks.add(task)
+
+        loop.add_signal_handler(signal.SIGTERM, handle)
+
+    return install
+
+
+def _graceful_exit() -> None:
+    raise web.GracefulExit()

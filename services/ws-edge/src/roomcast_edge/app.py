@@ -2,18 +2,115 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from roomcast_core.health import Health, mount_health
+from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx
-from roomcast_edge.keys import SETTINGS_KEY
+from roomcast_core.tokens import verifier_from_settings
+from roomcast_edge.adapters.kafka_source import KafkaSource
+from roomcast_edge.adapters.redis_presence import RedisPresence
+from roomcast_edge.housekeeping import check_heartbeats, close_revoked, sweep_revocations
+from roomcast_edge.keys import (
+    METRICS_KEY,
+    NODE_KEY,
+    PRESENCE_KEY,
+    SETTINGS_KEY,
+    VERIFIER_KEY,
+)
+from roomcast_edge.metrics import EdgeMetrics
+from roomcast_edge.node import Node
+from roomcast_edge.routes import add_routes
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY].redis
+    client = aioredis.Redis.from_url(
+        settings.url,
+        socket_timeout=settings.timeout,
+        socket_connect_timeout=settings.timeout,
+        health_check_interval=15,
+    )
+    presence = RedisPresence(client)
+    app[PRESENCE_KEY] = presence
+    app[HEALTH_KEY].add_check("redis", presence.readiness)
+    yield
+    await client.aclose()
+
+
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[NODE_KEY] = Node(app[SETTINGS_KEY].edge, app[METRICS_KEY], asyncio.get_running_loop())
+    yield
+    node = app[NODE_KEY]
+    for conn in list(node.connections.values()):
+        node.close(conn, 1001, "going away")
+    await node.wait_closed(2.0)
+
+
+def _task_ctx(
+    name: str, start: Callable[[web.Application], Coroutine[Any, Any, None]]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx entry running one background task for the app's lifetime."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(start(app), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+def _kafka(app: web.Application) -> Coroutine[Any, Any, None]:
+    settings = app[SETTINGS_KEY]
+    node = app[NODE_KEY]
+    source = KafkaSource(
+        settings.kafka,
+        settings.edge.history_size,
+        node,
+        app[METRICS_KEY],
+        trace_id_in_meta=settings.edge.trace_id_in_meta,
+    )
+
+    app[HEALTH_KEY].add_check("kafka", source.readiness)
+    return source.run()
+
+
+def _heartbeats(app: web.Application) -> Coroutine[Any, Any, None]:
+    return check_heartbeats(app[NODE_KEY], app[PRESENCE_KEY])
+
+
+def _revocations(app: web.Application) -> Coroutine[Any, Any, None]:
+    node = app[NODE_KEY]
+    return app[PRESENCE_KEY].listen_revocations(lambda jti: close_revoked(node, jti))
+
+
+def _sweep(app: web.Application) -> Coroutine[Any, Any, None]:
+    node = app[NODE_KEY]
+    return sweep_revocations(node, app[PRESENCE_KEY], node.settings.heartbeat_check_interval)
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS_KEY] = settings
+    registry = CollectorRegistry()
+    app[METRICS_KEY] = EdgeMetrics(registry)
+    app[VERIFIER_KEY] = verifier_from_settings(settings.jwt)
+    mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-edge"))
-    mount_health(app, Health(), CollectorRegistry())
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
+    app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))
+    app.cleanup_ctx.append(_task_ctx("revocations", _revocations))
+    app.cleanup_ctx.append(_task_ctx("revocation-sweep", _sweep))
+    add_routes(app)
     return app

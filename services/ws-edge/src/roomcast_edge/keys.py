@@ -5,5 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from roomcast_core.settings import Settings
+from roomcast_core.tokens import TokenVerifier
+from roomcast_edge.adapters.redis_presence import RedisPresence
+from roomcast_edge.metrics import EdgeMetrics
+from roomcast_edge.node import Node
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
+METRICS_KEY = web.AppKey("edge_metrics", EdgeMetrics)
+VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
+PRESENCE_KEY = web.AppKey("presence", RedisPresence)
+NODE_KEY = web.AppKey("node", Node)

@@ -1,0 +1,1 @@
+"""Real implementations of the edge's ports: Kafka source, Redis presence and revocations."""

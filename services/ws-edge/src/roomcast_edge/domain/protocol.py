@@ -1,0 +1,187 @@
+"""The client protocol: parse request frames and connect parameters, build replies.
+
+Requests (JSON text frames):
+    {"request_id": "r1", "action": "subscribe", "params": {"topic": "order", "type": "event"}}
+    actions: subscribe, unsubscribe (topic, type?, since?), join, leave (room, since?), ping
+Every request gets exactly one reply:
+    {"request_id", "action", "status": "ok"|"fail", "error_message", "timestamp"}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from roomcast_edge.domain.hub import ANY_TYPE
+from roomcast_edge.domain.positions import PositionError, parse_vector
+
+ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave")
+# Topic, type and room names are short identifiers; refuse anything that is not.
+MAX_NAME_LENGTH = 256
+
+
+class RequestError(Exception):
+    """A request that gets a "fail" reply; carries what can be echoed back."""
+
+    def __init__(self, message: str, request_id: Any = "", action: str = "") -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.action = action
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: Any
+    action: str
+    topic: str | None = None
+    type: str = ANY_TYPE
+    room: str | None = None
+    since: dict[int, int] | None = None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _name(value: Any, what: str, request_id: Any, action: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RequestError(f"missing or empty {what}", request_id, action)
+    text = str(value).strip()
+    if not text:
+        raise RequestError(f"missing or empty {what}", request_id, action)
+    if len(text) > MAX_NAME_LENGTH:
+        raise RequestError(
+            f"{what} is longer than {MAX_NAME_LENGTH} characters", request_id, action
+        )
+    return text
+
+
+def _since(params: Mapping[str, Any], request_id: Any, action: str) -> dict[int, int] | None:
+    raw = params.get("since")
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise RequestError("since must be a position vector string", request_id, action)
+    try:
+        return parse_vector(raw)
+    except PositionError as exc:
+        raise RequestError(f"invalid since: {exc}", request_id, action) from None
+
+
+def parse_request(data: str | bytes) -> Request:
+    """A Request, or RequestError with a message fit for error_message."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise RequestError("invalid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError("request must be a JSON object")
+    request_id = body.get("request_id", "")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        request_id = ""
+    action = body.get("action")
+    if not isinstance(action, str) or not action:
+        raise RequestError("missing action", request_id)
+    if action not in ACTIONS:
+        raise RequestError(
+            f"unknown action {action[:64]!r}; expected one of {', '.join(ACTIONS)}",
+            request_id,
+            action[:64],
+        )
+    if action == "ping":
+        return Request(request_id, action)
+    params = body.get("params")
+    if not isinstance(params, dict):
+        raise RequestError("params must be a JSON object", request_id, action)
+    if action in ("subscribe", "unsubscribe"):
+        topic = _name(params.get("topic"), "topic", request_id, action)
+        raw_type = params.get("type")
+        type_ = ANY_TYPE if raw_type in (None, "") else _name(raw_type, "type", request_id, action)
+        since = _since(params, request_id, action) if action == "subscribe" else None
+        return Request(request_id, action, topic=topic, type=type_, since=since)
+    room = _name(params.get("room"), "room", request_id, action)
+    since = _since(params, request_id, action) if action == "join" else None
+    return Request(request_id, action, room=room, since=since)
+
+
+def reply(
+    request_id: Any, action: str, error: str = "", extra: Mapping[str, Any] | None = None
+) -> bytes:
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "action": action,
+        "status": "fail" if error else "ok",
+        "error_message": error,
+        "timestamp": now_ms(),
+    }
+    if extra:
+        body.update(extra)
+    return orjson.dumps(body)
+
+
+def connected(
+    connection_id: str,
+    rooms: list[str],
+    position: str,
+    refused: list[str],
+    recovered: bool | None,
+) -> bytes:
+    body: dict[str, Any] = {
+        "action": "connected",
+        "status": "ok",
+        "connection_id": connection_id,
+        "rooms": rooms,
+        "position": position,
+        "timestamp": now_ms(),
+    }
+    if refused:
+        body["refused"] = refused
+    if recovered is not None:
+        body["recovered"] = recovered
+    return orjson.dumps(body)
+
+
+# ---- connect parameters ----------------------------------------------------
+
+
+def parse_room_ids(raw: str | None, max_rooms: int) -> list[str]:
+    """roomIds: comma-separated, trimmed, de-duplicated (first wins), cut to max_rooms."""
+    rooms: list[str] = []
+    for part in (raw or "").split(","):
+        room = part.strip()
+        if room and room not in rooms and len(room) <= MAX_NAME_LENGTH:
+            rooms.append(room)
+    return rooms[:max_rooms]
+
+
+def parse_topic_specs(raw: str | None) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """topics=order:event,quotes:* -> ([(spec, topic, type)], [unreadable specs]).
+
+    The type follows the last ":"; no ":" (or an empty type) means every type.
+    """
+    specs: list[tuple[str, str, str]] = []
+    bad: list[str] = []
+    for part in (raw or "").split(","):
+        spec = part.strip()
+        if not spec:
+            continue
+        topic, sep, type_ = spec.rpartition(":")
+        if not sep:
+            topic, type_ = spec, ANY_TYPE
+        topic, type_ = topic.strip(), type_.strip() or ANY_TYPE
+        if not topic or len(topic) > MAX_NAME_LENGTH or len(type_) > MAX_NAME_LENGTH:
+            bad.append(spec[:MAX_NAME_LENGTH])
+            continue
+        if any(s[1:] == (topic, type_) for s in specs):
+            continue
+        specs.append((spec, topic, type_))
+    return specs, bad
+
+
+def allowed(claim: tuple[str, ...] | None, name: str) -> bool:
+    """A rooms/topics claim limits what a token may use; no claim allows everything."""
+    return claim is None or name in claim or "*" in claim

@@ -1,0 +1,106 @@
+"""Write coalescing: frames queue per connection and go out once per loop turn.
+
+Delivering a push appends the shared frame bytes to each recipient's pending list;
+one callback per event-loop turn joins each connection's frames and hands them to
+its transport with a single write. Nothing awaits and nothing is created per
+message per connection. A connection whose unsent bytes (kernel-side transport
+buffer plus pending) would pass the limit is handed to `on_slow` and dropped,
+without delaying anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from roomcast_edge.connection import Connection
+
+
+class Fanout:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_outbound_bytes: int,
+        on_slow: Callable[[Connection], None],
+    ) -> None:
+        self._loop = loop
+        self._limit = max_outbound_bytes
+        self._on_slow = on_slow
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def send(self, conn: Connection, frame: bytes) -> None:
+        """Queue one frame (a reply, a replayed push) for this turn's flush."""
+        if conn.closed:
+            return
+        if not conn.pending:
+            self._dirty.append(conn)
+        conn.pending.append(frame)
+        conn.pending_bytes += len(frame)
+        self._schedule()
+
+    def deliver(
+        self, conns: Iterable[Connection], frame: bytes, partition: int, offset: int
+    ) -> int:
+        """Queue a push to every recipient; returns how many got it."""
+        size = len(frame)
+        limit = self._limit
+        dirty = self._dirty
+        slow: list[Connection] | None = None
+        count = 0
+        for conn in conns:
+            if conn.closed or (conn.skip is not None and conn.already_has(partition, offset)):
+                continue
+            pending = conn.pending
+            if not pending:
+                dirty.append(conn)
+            pending.append(frame)
+            conn.pending_bytes += size
+            count += 1
+            if conn.pending_bytes > limit:
+                if slow is None:
+                    slow = []
+                slow.append(conn)
+        if count:
+            self._schedule()
+        if slow is not None:
+            # After the loop: closing changes the hub sets being iterated.
+            for conn in slow:
+                self._on_slow(conn)
+        return count
+
+    def flush_now(self, conn: Connection) -> None:
+        """Write what is pending for one connection (before a close frame)."""
+        if conn.pending:
+            data = b"".join(conn.pending)
+            conn.pending = []
+            conn.pending_bytes = 0
+            if not conn.transport.is_closing():
+                conn.transport.write(data)
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        limit = self._limit
+        slow: list[Connection] = []
+        for conn in dirty:
+            pending = conn.pending
+            if conn.closed or not pending:
+                continue
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            conn.pending = []
+            conn.pending_bytes = 0
+            transport = conn.transport
+            if transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() + len(data) > limit:
+                slow.append(conn)
+                continue
+            transport.write(data)
+        for conn in slow:
+            self._on_slow(conn)

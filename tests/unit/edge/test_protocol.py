@@ -1,0 +1,97 @@
+"""Request parsing, replies and connect parameters."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from roomcast_edge.domain import protocol
+from roomcast_edge.domain.ratelimit import TokenBucket
+
+
+def test_parse_subscribe_defaults_type_to_star() -> None:
+    req = protocol.parse_request(
+        b'{"request_id":"r1","action":"subscribe","params":{"topic":"order"}}'
+    )
+    assert (req.request_id, req.action, req.topic, req.type, req.since) == (
+        "r1",
+        "subscribe",
+        "order",
+        "*",
+        None,
+    )
+    req = protocol.parse_request('{"action":"join","params":{"room":1001,"since":"0:4"}}')
+    assert (req.request_id, req.room, req.since) == ("", "1001", {0: 4})
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ("{", "invalid JSON"),
+        ("5", "JSON object"),
+        ('{"action":"x"}', "unknown action"),
+        ('{"params":{}}', "missing action"),
+        ('{"action":"subscribe","params":{"topic":" "}}', "missing or empty topic"),
+        ('{"action":"subscribe","params":{"topic":true}}', "missing or empty topic"),
+        ('{"action":"subscribe","params":{"topic":"t","type":3.5}}', "type"),
+        ('{"action":"leave","params":{}}', "missing or empty room"),
+        ('{"action":"join","params":[]}', "params"),
+        ('{"action":"join","params":{"room":"1","since":5}}', "since"),
+        ('{"action":"subscribe","params":{"topic":"' + "x" * 300 + '"}}', "longer"),
+    ],
+)
+def test_bad_requests(frame: str, message: str) -> None:
+    with pytest.raises(protocol.RequestError) as caught:
+        protocol.parse_request(frame)
+    assert message in str(caught.value)
+
+
+def test_request_id_is_echoed_in_errors() -> None:
+    with pytest.raises(protocol.RequestError) as caught:
+        protocol.parse_request('{"request_id":"r9","action":"subscribe","params":{}}')
+    assert (caught.value.request_id, caught.value.action) == ("r9", "subscribe")
+
+
+def test_reply_shape() -> None:
+    body = orjson.loads(protocol.reply("r1", "subscribe"))
+    assert set(body) == {"request_id", "action", "status", "error_message", "timestamp"}
+    assert body["status"] == "ok"
+    failed = orjson.loads(protocol.reply("r1", "join", "nope", {"recovered": False}))
+    assert (failed["status"], failed["error_message"], failed["recovered"]) == (
+        "fail",
+        "nope",
+        False,
+    )
+
+
+def test_room_ids_are_trimmed_deduplicated_and_cut() -> None:
+    assert protocol.parse_room_ids(" 1001 ,2002,1001,,3003", 2) == ["1001", "2002"]
+    assert protocol.parse_room_ids(None, 2) == []
+
+
+def test_topic_specs() -> None:
+    specs, bad = protocol.parse_topic_specs("order:event, quotes:*,news,:x,order:event,a:b:c")
+    assert [(t, ty) for _, t, ty in specs] == [
+        ("order", "event"),
+        ("quotes", "*"),
+        ("news", "*"),
+        ("a:b", "c"),
+    ]
+    assert bad == [":x"]
+
+
+def test_claims() -> None:
+    assert protocol.allowed(None, "x")
+    assert protocol.allowed(("x",), "x")
+    assert not protocol.allowed(("x",), "y")
+    assert not protocol.allowed((), "y")
+    assert protocol.allowed(("*",), "y")
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate=1, burst=2, now=0)
+    assert bucket.take(0)
+    assert bucket.take(0)
+    assert not bucket.take(0)
+    assert bucket.take(1.0)
+    assert not bucket.take(1.0)
