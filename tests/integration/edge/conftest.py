@@ -110,9 +110,12 @@ def ws_url(edge: ServiceProcess, **query: str) -> str:
     return base + "?" + urllib.parse.urlencode(query)
 
 
-async def connect(edge: ServiceProcess, **query: str) -> tuple[ClientConnection, dict[str, Any]]:
-    """Open a client and read its `connected` message."""
-    ws = await websockets.connect(ws_url(edge, **query), open_timeout=WAIT, max_queue=None)
+async def connect(
+    edge: ServiceProcess, options: dict[str, Any] | None = None, **query: str
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """Open a client (no automatic pings: those would count as life) and read `connected`."""
+    settings: dict[str, Any] = {"open_timeout": WAIT, "max_queue": None, "ping_interval": None}
+    ws = await websockets.connect(ws_url(edge, **query), **{**settings, **(options or {})})
     hello = await recv_json(ws)
     assert hello["action"] == "connected", hello
     return ws, hello

@@ -31,9 +31,10 @@ async def drain(app: web.Application) -> None:
     steps = max(1, min(len(conns), int(window / STEP_SECONDS)))
     per_step = max(1, -(-len(conns) // steps))  # ceiling
     for start in range(0, len(conns), per_step):
+        if start:
+            await asyncio.sleep(window / steps)
         for conn in conns[start : start + per_step]:
             node.close(conn, *CLOSE_RESTART, drop="drain")
-        await asyncio.sleep(window / steps)
     # Connections that arrived before the flag was seen.
     for conn in list(node.connections.values()):
         node.close(conn, *CLOSE_RESTART, drop="drain")

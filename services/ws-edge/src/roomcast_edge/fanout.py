@@ -5,7 +5,8 @@ one callback per event-loop turn joins each connection's frames and hands them t
 its transport with a single write. Nothing awaits and nothing is created per
 message per connection. A connection whose unsent bytes (kernel-side transport
 buffer plus pending) would pass the limit is handed to `on_slow` and dropped,
-without delaying anyone else.
+without delaying anyone else. The limit applies to what the transport still holds
+(beyond the kernel's socket buffer) plus what is about to be written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from roomcast_edge.connection import Connection
+
+# Pending bytes at which a connection is written at once instead of at the end of
+# the turn: big bursts still go out in large writes, and memory stays bounded.
+WRITE_AT = 64 * 1024
 
 
 class Fanout:
@@ -57,7 +62,7 @@ class Fanout:
             pending.append(frame)
             conn.pending_bytes += size
             count += 1
-            if conn.pending_bytes > limit:
+            if conn.pending_bytes >= WRITE_AT and not self._write(conn, limit):
                 if slow is None:
                     slow = []
                 slow.append(conn)
@@ -89,18 +94,22 @@ class Fanout:
         limit = self._limit
         slow: list[Connection] = []
         for conn in dirty:
-            pending = conn.pending
-            if conn.closed or not pending:
-                continue
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            conn.pending = []
-            conn.pending_bytes = 0
-            transport = conn.transport
-            if transport.is_closing():
-                continue
-            if transport.get_write_buffer_size() + len(data) > limit:
+            if not conn.closed and conn.pending and not self._write(conn, limit):
                 slow.append(conn)
-                continue
-            transport.write(data)
         for conn in slow:
             self._on_slow(conn)
+
+    @staticmethod
+    def _write(conn: Connection, limit: int) -> bool:
+        """Hand the pending frames to the transport in one write; False: too slow."""
+        pending = conn.pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        conn.pending = []
+        conn.pending_bytes = 0
+        transport = conn.transport
+        if transport.is_closing():
+            return True
+        if transport.get_write_buffer_size() + len(data) > limit:
+            return False
+        transport.write(data)
+        return True
