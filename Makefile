@@ -10,11 +10,13 @@ EDGES ?= 1
 .PHONY: help install lint typecheck test test-unit run clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-install: ## install what is missing: uv, Python deps (locked), redis-server, Kafka jars
+install: ## install what is missing: uv, Python deps (locked), redis-server, Kafka jars, helm, podman
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare
+	@scripts/ensure-helm.sh >/dev/null
+	@scripts/ensure-podman.sh
 
 lint: install ## ruff lint and format check
 	$(UV) run ruff check .
@@ -34,3 +36,15 @@ run: install ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; ROO
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+.PHONY: k8s helm-lint images
+
+k8s: ## render helm/roomcast into the plain manifests in k8s/ (never edit those by hand)
+	scripts/render-k8s.sh k8s
+
+helm-lint: ## helm lint --strict of the chart, with default values and with every switch on
+	$$(scripts/ensure-helm.sh) lint --strict helm/roomcast
+	$$(scripts/ensure-helm.sh) lint --strict helm/roomcast -f tests/deploy/values/all-on.yaml
+
+images: ## build the three service images (podman or docker; ROOMCAST_LOCAL_BASE=1: local Debian base)
+	scripts/build-images.sh

@@ -1,0 +1,134 @@
+{{/* Chart name, overridable. */}}
+{{- define "roomcast.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<release>-<chart>" unless the release name already contains the chart name. */}}
+{{- define "roomcast.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "roomcast.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The image tag every service runs: pinned in values, else the chart's appVersion. */}}
+{{- define "roomcast.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/* Labels every resource carries (Kubernetes' recommended set). */}}
+{{- define "roomcast.labels" -}}
+helm.sh/chart: {{ include "roomcast.chart" . }}
+{{ include "roomcast.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "roomcast.imageTag" . | quote }}
+app.kubernetes.io/part-of: roomcast
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "roomcast.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "roomcast.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The three services in a fixed order. Each entry: the values key under .Values.services,
+the component name (resource suffix and label), the Python module the container runs,
+the settings section of its port, and which secrets it reads.
+*/}}
+{{- define "roomcast.components" -}}
+- key: auth
+  component: auth
+  module: roomcast_auth
+  section: AUTH
+  jwtSecret: true
+  apiKeys: auth-api-keys
+- key: wsEdge
+  component: ws-edge
+  module: roomcast_edge
+  section: EDGE
+  jwtSecret: true
+  apiKeys: ""
+- key: publisher
+  component: publisher
+  module: roomcast_publisher
+  section: PUBLISHER
+  jwtSecret: false
+  apiKeys: publisher-api-keys
+{{- end }}
+
+{{/* The list above as data: (include "roomcast.componentList" . | fromYamlArray). */}}
+{{- define "roomcast.componentList" -}}
+{{- include "roomcast.components" . }}
+{{- end }}
+
+{{/* Labels of one component; call with (dict "root" $ "component" "auth"). */}}
+{{- define "roomcast.componentLabels" -}}
+{{ include "roomcast.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "roomcast.componentSelectorLabels" -}}
+{{ include "roomcast.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "roomcast.image" -}}
+{{- $root := .root }}
+{{- $repo := .repository }}
+{{- if $root.Values.image.registry }}
+{{- printf "%s/%s:%s" (trimSuffix "/" $root.Values.image.registry) $repo (include "roomcast.imageTag" $root) }}
+{{- else }}
+{{- printf "%s:%s" $repo (include "roomcast.imageTag" $root) }}
+{{- end }}
+{{- end }}
+
+{{- define "roomcast.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "roomcast.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "roomcast.secretName" -}}
+{{- default (printf "%s-secrets" (include "roomcast.fullname" .)) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{- define "roomcast.configName" -}}
+{{- printf "%s-config" (include "roomcast.fullname" .) }}
+{{- end }}
+
+{{/* Seconds a component needs between SIGTERM and exit, besides the preStop sleep. */}}
+{{- define "roomcast.drainSeconds" -}}
+{{- if eq .key "wsEdge" }}{{ .values.drainSeconds }}{{ else }}0{{ end }}
+{{- end }}
+
+{{/* OTEL_RESOURCE_ATTRIBUTES: the pod's identity (expanded by the kubelet) plus values. */}}
+{{- define "roomcast.otelResourceAttributes" -}}
+{{- $attrs := list "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" (printf "service.version=%s" (include "roomcast.imageTag" .root)) }}
+{{- range $k, $v := .root.Values.otel.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $attrs }}
+{{- end }}
+
+{{/* One Ingress path to a Service's http port. */}}
+{{- define "roomcast.ingressPath" -}}
+- path: {{ .path }}
+  pathType: Prefix
+  backend:
+    service:
+      name: {{ .service }}
+      port:
+        name: http
+{{- end }}

@@ -1,0 +1,309 @@
+"""The rules a cluster operator relies on, checked on what the chart renders."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.deploy.chart import CHART, COMPONENTS, Rendered, container, container_port, render
+
+KEYS = list(COMPONENTS)
+SPEC_PORTS = {"auth": 8080, "wsEdge": 8081, "publisher": 8082}
+RECOMMENDED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+
+
+def _config(rendered: Rendered) -> dict[str, str]:
+    return {k: str(v) for k, v in rendered.one("ConfigMap")["data"].items()}
+
+
+def _pod_spec(rendered: Rendered, key: str) -> dict[str, object]:
+    return dict(rendered.deployment(key)["spec"]["template"]["spec"])
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_probes_point_at_the_real_paths_and_port(default_render: Rendered, key: str) -> None:
+    ctr = container(default_render.deployment(key))
+    _, module, port_setting = COMPONENTS[key]
+    assert ctr["command"] == ["python", "-m", module]
+    (declared,) = ctr["ports"]
+    assert declared["containerPort"] == SPEC_PORTS[key]
+    # The port the service listens on (its setting) is the port the probes and Service use.
+    assert _config(default_render)[port_setting] == str(SPEC_PORTS[key])
+    readiness, liveness = ctr["readinessProbe"], ctr["livenessProbe"]
+    assert readiness["httpGet"]["path"] == "/readyz"
+    assert liveness["httpGet"]["path"] == "/livez"
+    for probe in (readiness, liveness):
+        assert container_port(ctr, probe["httpGet"]["port"]) == SPEC_PORTS[key]
+        assert probe["timeoutSeconds"] < probe["periodSeconds"]
+    # A pod leaves its Service quickly when not ready, but is restarted only after a
+    # longer liveness failure: a Redis outage must not restart every pod.
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] < (
+        liveness["periodSeconds"] * liveness["failureThreshold"]
+    )
+    assert liveness["initialDelaySeconds"] >= readiness["initialDelaySeconds"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_grace_period_covers_prestop_sleep_and_drain(default_render: Rendered, key: str) -> None:
+    spec = _pod_spec(default_render, key)
+    ctr = container(default_render.deployment(key))
+    command = ctr["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pre_stop = int(command[1])
+    assert pre_stop > 0
+    drain = int(_config(default_render)["ROOMCAST_EDGE__DRAIN_SECONDS"]) if key == "wsEdge" else 0
+    assert isinstance(spec["terminationGracePeriodSeconds"], int)
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop + drain + 5
+
+
+def test_edge_drain_default_matches_the_service_default(default_render: Rendered) -> None:
+    assert _config(default_render)["ROOMCAST_EDGE__DRAIN_SECONDS"] == "10"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_pods_are_hardened(default_render: Rendered, key: str) -> None:
+    spec = _pod_spec(default_render, key)
+    assert spec["enableServiceLinks"] is False
+    assert spec["automountServiceAccountToken"] is False
+    pod_security = spec["securityContext"]
+    assert isinstance(pod_security, dict)
+    assert pod_security["runAsNonRoot"] is True
+    assert pod_security["runAsUser"] != 0
+    assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container(default_render.deployment(key))["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] != 0
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_resources_and_pinned_image(default_render: Rendered, key: str) -> None:
+    ctr = container(default_render.deployment(key))
+    assert ctr["resources"]["requests"]["cpu"]
+    assert ctr["resources"]["requests"]["memory"]
+    assert ctr["resources"]["limits"]["memory"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    repository, tag = ctr["image"].rsplit(":", 1)
+    assert tag == chart["appVersion"]
+    assert tag != "latest"
+    assert repository == f"roomcast-{COMPONENTS[key][1].removeprefix('roomcast_')}"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_labels_selectors_and_service_agree(default_render: Rendered, key: str) -> None:
+    component = COMPONENTS[key][0]
+    deployment = default_render.deployment(key)
+    service = default_render.one("Service", component)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for resource_labels in (
+        deployment["metadata"]["labels"],
+        pod_labels,
+        service["metadata"]["labels"],
+    ):
+        for label in RECOMMENDED_LABELS:
+            assert resource_labels.get(label), label
+        assert resource_labels["app.kubernetes.io/component"] == component
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Selectors are immutable: they must not carry the version or chart labels.
+    assert "app.kubernetes.io/version" not in selector
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    assert port["port"] == SPEC_PORTS[key]
+
+
+def test_secrets_reach_the_services_that_need_them(default_render: Rendered) -> None:
+    secret = default_render.one("Secret")
+    assert set(secret["data"]) == {"jwt-secret", "auth-api-keys", "publisher-api-keys"}
+    assert _config(default_render)["ROOMCAST_MODE"] == "production"
+
+    def secret_env(key: str) -> dict[str, str]:
+        env = container(default_render.deployment(key))["env"]
+        return {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+            for e in env
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+
+    assert secret_env("auth") == {
+        "ROOMCAST_JWT__SECRET": "jwt-secret",
+        "ROOMCAST_AUTH__API_KEYS": "auth-api-keys",
+    }
+    assert secret_env("wsEdge") == {"ROOMCAST_JWT__SECRET": "jwt-secret"}
+    assert secret_env("publisher") == {"ROOMCAST_PUBLISHER__API_KEYS": "publisher-api-keys"}
+
+
+def test_existing_secret_replaces_the_chart_secret() -> None:
+    rendered = render(values={"secrets.existingSecret": "my-secrets"})
+    assert rendered.of_kind("Secret") == []
+    for key in KEYS:
+        for item in container(rendered.deployment(key))["env"]:
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["name"] == "my-secrets"
+
+
+def test_a_given_jwt_secret_is_used_as_is() -> None:
+    import base64
+
+    rendered = render(values={"secrets.jwtSecret": "s3cr3t-value-for-the-test-0123456789"})
+    data = rendered.one("Secret")["data"]
+    assert base64.b64decode(data["jwt-secret"]).decode() == "s3cr3t-value-for-the-test-0123456789"
+
+
+def test_external_addresses_and_otlp_endpoint_are_values() -> None:
+    rendered = render(
+        values={
+            "redis.url": "redis://redis-master.data:6379/2",
+            "kafka.bootstrapServers": "kafka-0.kafka:9092,kafka-1.kafka:9092",
+            "kafka.topic": "pushes",
+            "otel.endpoint": "http://collector.observability:4318",
+        }
+    )
+    config = _config(rendered)
+    assert config["ROOMCAST_REDIS__URL"] == "redis://redis-master.data:6379/2"
+    assert config["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
+    assert config["ROOMCAST_KAFKA__TOPIC"] == "pushes"
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.observability:4318"
+
+
+def test_no_otlp_endpoint_by_default(default_render: Rendered) -> None:
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _config(default_render)
+    for key in KEYS:
+        env = {e["name"]: e.get("value") for e in container(default_render.deployment(key))["env"]}
+        assert env["OTEL_SERVICE_NAME"] == f"roomcast-{COMPONENTS[key][0]}"
+
+
+def test_services_map_sets_one_service_replicas() -> None:
+    rendered = render(values={"services.wsEdge.replicas": 3})
+    assert rendered.deployment("wsEdge")["spec"]["replicas"] == 3
+    assert rendered.deployment("auth")["spec"]["replicas"] == 2
+    assert rendered.deployment("publisher")["spec"]["replicas"] == 2
+
+
+def test_config_checksum_rolls_pods_only_when_config_changes(default_render: Rendered) -> None:
+    def checksums(rendered: Rendered) -> set[str]:
+        return {
+            rendered.deployment(key)["spec"]["template"]["metadata"]["annotations"][
+                "checksum/config"
+            ]
+            for key in KEYS
+        }
+
+    before = checksums(default_render)
+    assert len(before) == 1
+    (value,) = before
+    assert re.fullmatch(r"[0-9a-f]{64}", value)
+    assert checksums(render()) == before
+    assert checksums(render(values={"services.wsEdge.maxRooms": 5})) != before
+    assert checksums(render(values={"services.auth.replicas": 4})) == before
+
+
+def test_network_policy_exposes_edge_and_auth_and_limits_publisher(
+    default_render: Rendered,
+) -> None:
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in default_render.of_kind("NetworkPolicy")
+    }
+    assert set(policies) == {"auth", "ws-edge", "publisher"}
+    for component, policy in policies.items():
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        assert (
+            policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+        )
+        (rule,) = policy["spec"]["ingress"]
+        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert "from" not in policies["ws-edge"]["spec"]["ingress"][0]
+    assert "from" not in policies["auth"]["spec"]["ingress"][0]
+    peers = policies["publisher"]["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {}} in peers
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "test"
+        for p in peers
+    )
+
+
+def test_ingress_keeps_websockets_open_and_routes_paths(all_on_render: Rendered) -> None:
+    (ingress,) = all_on_render.of_kind("Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    timeout = int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+    assert timeout > 30  # beyond heartbeatTimeout
+    assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == str(timeout)
+    routes = {
+        p["path"]: p["backend"]["service"]["name"]
+        for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert routes["/ws"] == "rc-roomcast-ws-edge"
+    assert routes["/v1/tokens"] == "rc-roomcast-auth"
+    assert routes["/get/token"] == "rc-roomcast-auth"
+    assert routes["/v1/messages"] == "rc-roomcast-publisher"
+
+
+def test_hpa_and_pdb_target_their_deployment(all_on_render: Rendered) -> None:
+    for key in KEYS:
+        component = COMPONENTS[key][0]
+        deployment = all_on_render.deployment(key)
+        hpa = all_on_render.one("HorizontalPodAutoscaler", component)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        pdb = all_on_render.one("PodDisruptionBudget", component)
+        assert (
+            pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        )
+
+
+def test_helm_test_hook_checks_every_service_readiness(default_render: Rendered) -> None:
+    (pod,) = default_render.of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["enableServiceLinks"] is False
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["READY_URLS"].split() == [
+        "http://rc-roomcast-auth:8080/readyz",
+        "http://rc-roomcast-ws-edge:8081/readyz",
+        "http://rc-roomcast-publisher:8082/readyz",
+    ]
+
+
+def test_every_value_is_camel_case_and_documented_by_name() -> None:
+    """Helm's best practice: camelCase names, each with a comment starting with its name."""
+    free_form = {"podSecurityContext", "securityContext", "resources"}
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    parents: list[tuple[int, str]] = []
+    checked = 0
+    for number, line in enumerate(lines):
+        match = re.match(r"^( *)([A-Za-z0-9_]+):", line)
+        if not match:
+            continue
+        indent, name = len(match.group(1)), match.group(2)
+        parents = [(i, n) for i, n in parents if i < indent]
+        inside_free_form = any(n in free_form for _, n in parents)
+        parents.append((indent, name))
+        if inside_free_form:
+            continue
+        assert re.fullmatch(r"[a-z][A-Za-z0-9]*", name), (
+            f"line {number + 1}: {name} is not camelCase"
+        )
+        above = number - 1
+        while above >= 0 and lines[above].strip().startswith("#"):
+            above -= 1
+        comment = lines[above + 1].strip() if above + 1 < number else ""
+        assert re.match(rf"# (\w+\.)?{name}\b", comment), (
+            f"line {number + 1}: {name} lacks '# {name} ...'"
+        )
+        checked += 1
+    assert checked > 60
