@@ -56,6 +56,7 @@ def test_asymmetric_signing_from_settings(tmp_path: Path) -> None:
     ("algorithm", "key", "setting"),
     [
         ("EdDSA", None, "ROOMCAST_JWT__PRIVATE_KEY_FILE"),
+        ("EdDSA", "text", "ROOMCAST_JWT__PRIVATE_KEY_FILE"),
         ("ES256", "p384", "ROOMCAST_JWT__PRIVATE_KEY_FILE"),
         ("EdDSA", "p256", "ROOMCAST_JWT__PRIVATE_KEY_FILE"),
     ],
@@ -68,7 +69,10 @@ def test_unusable_keys_name_the_setting(
         "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
     }
     environ = {"ROOMCAST_JWT__ALGORITHM": algorithm}
-    if key is not None:
+    if key == "text":
+        (tmp_path / "k.pem").write_text("not a key")
+        environ["ROOMCAST_JWT__PRIVATE_KEY_FILE"] = str(tmp_path / "k.pem")
+    elif key is not None:
         environ["ROOMCAST_JWT__PRIVATE_KEY_FILE"] = _pem(keys[key](), tmp_path / "k.pem")
     with pytest.raises(SettingsError, match=setting):
         signing_from_settings(load_settings(environ=environ).jwt)
