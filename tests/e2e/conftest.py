@@ -45,10 +45,14 @@ def start_stack(infra: Infra, workdir: Path, edges: int = 1, **extra: str) -> St
     publisher = ServiceProcess("publisher", env, workdir, name="publisher")
     stack = Stack(infra, topic, workdir, env, auth, publisher)
     try:
-        auth.start(timeout=90)
-        publisher.start(timeout=90)
+        for proc in (auth, publisher):
+            proc.launch()
         for i in range(edges):
-            stack.start_edge(f"edge-{i + 1}")
+            edge = ServiceProcess("edge", env, workdir, name=f"edge-{i + 1}")
+            edge.launch()
+            stack.edges.append(edge)
+        for proc in (auth, publisher, *stack.edges):
+            proc.wait_ready(timeout=90)
     except BaseException:
         stack.stop()
         raise

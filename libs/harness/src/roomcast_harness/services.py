@@ -69,9 +69,17 @@ class ServiceProcess:
         return self._proc
 
     def start(self, timeout: float = 60.0, wait_ready: bool = True) -> None:
+        self.launch()
+        self.wait_ready(timeout, wait_ready)
+
+    def launch(self) -> None:
+        """Start the process without waiting; see wait_ready."""
         argv = [sys.executable, "-m", MODULES[self.service]]
         self._proc = spawn(argv, self.log_path, env=self.env)
-        probe = "/readyz" if wait_ready else "/livez"
+
+    def wait_ready(self, timeout: float = 60.0, ready: bool = True) -> None:
+        """Wait for /readyz (or only /livez) to answer 200; stop and raise if it does not."""
+        probe = "/readyz" if ready else "/livez"
 
         def up() -> bool:
             return self.exited or http_status(self.url + probe) == 200
@@ -79,8 +87,9 @@ class ServiceProcess:
         try:
             wait_for(up, timeout, f"{self.name} {probe}", interval=0.1)
         except TimeoutError:
+            logs = self.logs()
             self.stop()
-            raise RuntimeError(f"{self.name} did not become ready:\n{self.logs()}") from None
+            raise RuntimeError(f"{self.name} did not become ready:\n{logs}") from None
         if self.exited:
             raise RuntimeError(f"{self.name} exited at start:\n{self.logs()}")
 
