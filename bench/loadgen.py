@@ -1,0 +1,272 @@
+"""The load generator: worker processes, each holding many picows client connections.
+
+A worker counts the benchmark pushes each of its connections gets and the
+publish-to-deliver latency of every delivery. Identical pushes reach every connection as
+the same bytes, so a worker parses each distinct push once and looks the others up: the
+client stays cheap enough not to be what is measured. The driver talks to its workers
+over pipes with small commands (connect, reset, stats, close, quit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import time
+from array import array
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench.messages import is_connected, sent_time
+from bench.system import raise_nofile_limit
+
+
+@dataclass
+class Tally:
+    """What one worker has seen since the last reset."""
+
+    sent_times: dict[bytes, float] = field(default_factory=dict)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    last_delivery: float = 0.0
+    closed: int = 0
+
+
+class Client(WSListener):
+    def __init__(self, tally: Tally, ready: asyncio.Future[bool]) -> None:
+        super().__init__()
+        self.tally = tally
+        self.ready = ready
+        self.count = 0
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.disconnect()
+            return
+        data = frame.get_payload_as_bytes()
+        tally = self.tally
+        sent = tally.sent_times.get(data)
+        if sent is None:
+            sent = sent_time(data)
+            if sent is None:
+                if not self.ready.done() and is_connected(data):
+                    self.ready.set_result(True)
+                return
+            tally.sent_times[data] = sent
+        now = time.time()
+        self.count += 1
+        tally.latencies.append(now - sent)
+        tally.last_delivery = now
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.tally.closed += 1
+        if not self.ready.done():
+            self.ready.set_result(False)
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.connections: list[tuple[WSTransport, Client]] = []
+
+    async def connect(self, urls: list[str], concurrency: int, timeout: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(concurrency)
+        errors: Counter[str] = Counter()
+
+        async def one(url: str) -> None:
+            async with gate:
+                ready: asyncio.Future[bool] = loop.create_future()
+                try:
+                    transport, client = await ws_connect(
+                        lambda: Client(self.tally, ready), url, websocket_handshake_timeout=timeout
+                    )
+                except Exception as exc:  # every failure is counted, none stops the run
+                    errors[type(exc).__name__] += 1
+                    return
+                assert isinstance(client, Client)
+                try:
+                    ok = await asyncio.wait_for(ready, timeout)
+                except TimeoutError:
+                    ok = False
+                if ok:
+                    self.connections.append((transport, client))
+                else:
+                    errors["no connected message"] += 1
+                    transport.disconnect()
+
+        started = time.time()
+        await asyncio.gather(*(one(url) for url in urls))
+        return {
+            "opened": len(self.connections),
+            "failed": sum(errors.values()),
+            "errors": dict(errors),
+            "started": started,
+            "finished": time.time(),
+        }
+
+    async def reset(self) -> None:
+        self.tally = Tally()
+        for _, client in self.connections:
+            client.tally = self.tally
+            client.count = 0
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "counts": [client.count for _, client in self.connections],
+            "latencies": self.tally.latencies.tobytes(),
+            "last_delivery": self.tally.last_delivery,
+            "closed": self.tally.closed,
+        }
+
+    async def progress(self) -> tuple[int, float]:
+        return sum(client.count for _, client in self.connections), self.tally.last_delivery
+
+    async def close(self) -> None:
+        for transport, _ in self.connections:
+            transport.disconnect()
+        self.connections.clear()
+        await asyncio.sleep(0.2)
+
+
+async def _serve(conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    worker = Worker()
+    while True:
+        # A blocking read in a thread: the loop's own readers would make the pipe
+        # non-blocking, and large commands (thousands of URLs) arrive in several reads.
+        command, args = await loop.run_in_executor(None, conn.recv)
+        if command == "quit":
+            await worker.close()
+            conn.send(("ok", None))
+            return
+        try:
+            result = await getattr(worker, command)(*args)
+        except Exception as exc:
+            conn.send(("error", f"{command}: {exc!r}"))
+        else:
+            conn.send(("ok", result))
+
+
+def worker_main(conn: Connection, cpus: frozenset[int] | None) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    raise_nofile_limit()
+    uvloop.run(_serve(conn))
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    counts: list[int]
+    latencies: list[float]
+    last_delivery: float
+    closed: int
+
+
+class LoadGenerator:
+    """A pool of worker processes; connections are spread over them round-robin."""
+
+    def __init__(self, workers: int, cpus: frozenset[int] | None) -> None:
+        self._cpus = cpus
+        self._size = workers
+        self._pipes: list[Connection] = []
+        self._procs: list[BaseProcess] = []
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        for index in range(self._size):
+            ours, theirs = context.Pipe()
+            proc = context.Process(
+                target=worker_main, args=(theirs, self._cpus), name=f"bench-load-{index}"
+            )
+            proc.daemon = True
+            proc.start()
+            theirs.close()
+            self._pipes.append(ours)
+            self._procs.append(proc)
+
+    def _call(self, pipe: Connection, command: str, args: tuple[Any, ...]) -> Any:
+        pipe.send((command, args))
+        status, result = pipe.recv()
+        if status != "ok":
+            raise RuntimeError(f"load worker failed: {result}")
+        return result
+
+    async def _all(self, command: str, per_worker: Sequence[tuple[Any, ...]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        calls = [
+            loop.run_in_executor(None, self._call, pipe, command, args)
+            for pipe, args in zip(self._pipes, per_worker, strict=True)
+        ]
+        return list(await asyncio.gather(*calls))
+
+    async def connect(
+        self, urls: Sequence[str], concurrency: int = 64, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Open every URL; returns opened/failed counts, error kinds and the wall-clock span."""
+        shares = [list(urls[i :: self._size]) for i in range(self._size)]
+        results = await self._all("connect", [(s, concurrency, timeout) for s in shares])
+        errors: Counter[str] = Counter()
+        for result in results:
+            errors.update(result["errors"])
+        return {
+            "opened": sum(r["opened"] for r in results),
+            "failed": sum(r["failed"] for r in results),
+            "errors": dict(errors),
+            "started": min(r["started"] for r in results),
+            "finished": max(r["finished"] for r in results),
+        }
+
+    async def reset(self) -> None:
+        await self._all("reset", [()] * self._size)
+
+    async def stats(self) -> Stats:
+        results = await self._all("stats", [()] * self._size)
+        counts: list[int] = []
+        latencies: list[float] = []
+        for result in results:
+            counts.extend(result["counts"])
+            values: array[float] = array("d")
+            values.frombytes(result["latencies"])
+            latencies.extend(values)
+        return Stats(
+            counts=counts,
+            latencies=latencies,
+            last_delivery=max(r["last_delivery"] for r in results),
+            closed=sum(r["closed"] for r in results),
+        )
+
+    async def progress(self) -> tuple[int, float]:
+        """Deliveries counted so far and the time of the last one (no latencies shipped)."""
+        results = await self._all("progress", [()] * self._size)
+        return sum(r[0] for r in results), max(r[1] for r in results)
+
+    async def close(self) -> None:
+        await self._all("close", [()] * self._size)
+
+    def stop(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError, EOFError, RuntimeError):
+                self._call(pipe, "quit", ())
+        for proc in self._procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._pipes.clear()
+        self._procs.clear()
+
+    def __enter__(self) -> LoadGenerator:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

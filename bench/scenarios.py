@@ -1,0 +1,235 @@
+"""The measurements: handshakes, idle memory, burst, sustained, publisher throughput.
+
+Server CPU is always the server process's own accounting (/proc/<pid>/stat, all threads,
+user + kernel) over the scenario's window, divided by what it did in that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bench.feeds import Feed
+from bench.loadgen import LoadGenerator
+from bench.messages import publish_request
+from bench.stats import Delivery, Latency, micros_per, rate
+from bench.system import CpuTimes, cpu_times
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A running server as the scenarios see it."""
+
+    name: str
+    pid: int
+    feed: Feed
+
+
+def _cpu(delta: CpuTimes, count: int) -> dict[str, Any]:
+    return {
+        "cpu_us": micros_per(delta.total, count),
+        "kernel_share": round(delta.system / delta.total, 3) if delta.total > 0 else None,
+    }
+
+
+async def handshakes(load: LoadGenerator, target: Target, urls: Sequence[str]) -> dict[str, Any]:
+    """Open every connection as fast as the clients can; JWT checks included."""
+    before = cpu_times(target.pid)
+    result = await load.connect(urls)
+    delta = cpu_times(target.pid) - before
+    seconds = result["finished"] - result["started"]
+    cpu = _cpu(delta, result["opened"])
+    return {
+        "connections": len(urls),
+        "opened": result["opened"],
+        "failed": result["failed"],
+        "errors": result["errors"],
+        "seconds": round(seconds, 3),
+        "handshakes_per_s": rate(result["opened"], seconds),
+        "cpu_us_per_handshake": cpu["cpu_us"],
+    }
+
+
+def idle_memory(rss_before: int, rss_after: int, connections: int) -> dict[str, Any]:
+    return {
+        "rss_before_bytes": rss_before,
+        "rss_after_bytes": rss_after,
+        "rss_per_connection_bytes": round((rss_after - rss_before) / connections)
+        if connections
+        else None,
+    }
+
+
+async def wait_for_deliveries(
+    load: LoadGenerator, expected: int, quiet: float, cap: float
+) -> tuple[int, float]:
+    """Until every delivery arrived, nothing arrived for `quiet` seconds, or `cap` passed."""
+    deadline = time.monotonic() + cap
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        count, last_delivery = await load.progress()
+        now = time.monotonic()
+        if count >= expected or now > deadline:
+            return count, last_delivery
+        if count != last_count:
+            last_count, last_change = count, now
+        elif now - last_change > quiet:
+            return count, last_delivery
+        await asyncio.sleep(0.1)
+
+
+async def burst(
+    load: LoadGenerator,
+    target: Target,
+    connections: int,
+    messages: int,
+    run_id: str,
+    quiet: float = 5.0,
+    cap: float = 120.0,
+) -> dict[str, Any]:
+    """M messages published at once; deliveries/s and server CPU per delivery."""
+    await load.reset()
+    requests = [publish_request(run_id, seq) for seq in range(messages)]
+    before = cpu_times(target.pid)
+    started = time.time()
+    await target.feed.publish(requests)
+    await wait_for_deliveries(load, connections * messages, quiet, cap)
+    delta = cpu_times(target.pid) - before
+    stats = await load.stats()
+    delivery = Delivery.of(stats.counts, messages, connections)
+    seconds = (stats.last_delivery - started) if delivery.received else 0.0
+    cpu = _cpu(delta, delivery.received)
+    latency = Latency.of(stats.latencies)
+    return {
+        "connections": connections,
+        "messages": messages,
+        "expected": delivery.expected,
+        "delivered": delivery.received,
+        "lost": delivery.lost,
+        "duplicated": delivery.duplicated,
+        "closed_during": stats.closed,
+        "seconds": round(seconds, 3),
+        "deliveries_per_s": rate(delivery.received, seconds),
+        "cpu_us_per_delivery": cpu["cpu_us"],
+        "kernel_share": cpu["kernel_share"],
+        "latency_ms": None if latency is None else _latency_dict(latency),
+    }
+
+
+def _latency_dict(latency: Latency) -> dict[str, float]:
+    return {
+        "count": latency.count,
+        "p50": latency.p50,
+        "p90": latency.p90,
+        "p99": latency.p99,
+        "max": latency.max,
+    }
+
+
+async def sustained(
+    load: LoadGenerator,
+    target: Target,
+    connections: int,
+    messages_per_s: float,
+    seconds: float,
+    run_id: str,
+    tick: float = 0.02,
+) -> dict[str, Any]:
+    """R messages/s for a fixed time; publish-to-deliver latency from meta.receive_time."""
+    await load.reset()
+    total = max(1, round(messages_per_s * seconds))
+    sends: list[asyncio.Task[None]] = []
+    before = cpu_times(target.pid)
+    started = time.monotonic()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.monotonic() - started) * messages_per_s) + 1)
+        if due > sent:
+            batch = [publish_request(run_id, seq) for seq in range(sent, due)]
+            # Not awaited here: a slow server must not slow the offered rate down.
+            sends.append(asyncio.create_task(target.feed.publish(batch)))
+            sent = due
+        await asyncio.sleep(tick)
+    await asyncio.gather(*sends)
+    await wait_for_deliveries(load, connections * total, quiet=5.0, cap=60.0)
+    delta = cpu_times(target.pid) - before
+    stats = await load.stats()
+    delivery = Delivery.of(stats.counts, total, connections)
+    latency = Latency.of(stats.latencies)
+    cpu = _cpu(delta, delivery.received)
+    return {
+        "connections": connections,
+        "messages_per_s": messages_per_s,
+        "offered_deliveries_per_s": round(messages_per_s * connections, 1),
+        "seconds": seconds,
+        "messages": total,
+        "expected": delivery.expected,
+        "delivered": delivery.received,
+        "lost": delivery.lost,
+        "duplicated": delivery.duplicated,
+        "cpu_us_per_delivery": cpu["cpu_us"],
+        "kernel_share": cpu["kernel_share"],
+        "latency_ms": None if latency is None else _latency_dict(latency),
+    }
+
+
+async def publisher_throughput(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    pid: int,
+    run_id: str,
+    singles: int,
+    concurrency: int,
+    batches: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Acknowledged (Kafka acks=all) messages per second: one per request, then batched."""
+
+    async def post(path: str, body: dict[str, Any]) -> bool:
+        async with session.post(base_url + path, json=body) as response:
+            await response.read()
+            return response.status == 202
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def single(seq: int) -> bool:
+        async with gate:
+            return await post("/v1/messages", publish_request(run_id + "-s", seq))
+
+    before = cpu_times(pid)
+    started = time.monotonic()
+    results = await asyncio.gather(*(single(i) for i in range(singles)))
+    single_seconds = time.monotonic() - started
+    single_cpu = cpu_times(pid) - before
+    acked = sum(results)
+
+    before = cpu_times(pid)
+    started = time.monotonic()
+    batch_acked = 0
+    for b in range(batches):
+        body = {"messages": [publish_request(f"{run_id}-b{b}", i) for i in range(batch_size)]}
+        if await post("/v1/messages/batch", body):
+            batch_acked += batch_size
+    batch_seconds = time.monotonic() - started
+    batch_cpu = cpu_times(pid) - before
+    return {
+        "single": {
+            "requests": singles,
+            "concurrency": concurrency,
+            "acked": acked,
+            "acked_per_s": rate(acked, single_seconds),
+            "cpu_us_per_message": micros_per(single_cpu.total, acked),
+        },
+        "batched": {
+            "batches": batches,
+            "batch_size": batch_size,
+            "acked": batch_acked,
+            "acked_per_s": rate(batch_acked, batch_seconds),
+            "cpu_us_per_message": micros_per(batch_cpu.total, batch_acked),
+        },
+    }
