@@ -43,3 +43,21 @@ def test_openapi_registers_model_schema() -> None:
     assert ref == {"$ref": "#/components/schemas/Body"}
     assert document["components"]["schemas"]["Body"]["required"] == ["name"]
     assert document["openapi"].startswith("3.")
+
+
+async def test_aiohttp_errors_become_json_errors() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from roomcast_core.api import error_middleware
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/only-get", lambda _: web.Response(text="ok"))
+    async with TestClient(TestServer(app)) as client:
+        missing = await client.get("/nope")
+        assert missing.status == 404
+        assert (await missing.json())["error"]["code"] == "not_found"
+        wrong = await client.post("/only-get")
+        assert wrong.status == 405
+        assert (await wrong.json())["error"]["code"] == "method_not_allowed"
+        assert "GET" in wrong.headers["Allow"]

@@ -20,6 +20,7 @@ from roomcast_core.errors import error_response
 log = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -116,7 +117,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             code = exc.reason.lower().replace(" ", "_")
-            return error_response(exc.status, code, exc.reason, dict(exc.headers))
+            # aiohttp's own 404/405 carry a text Content-Type; the JSON body sets its own.
+            headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+            return error_response(exc.status, code, exc.reason, headers)
         raise
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})

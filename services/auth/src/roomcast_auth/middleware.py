@@ -8,17 +8,10 @@ from roomcast_auth.keys import AUTH_METRICS_KEY
 from roomcast_auth.refusals import failure_reason
 from roomcast_core.api import ApiError, Handler
 
-# aiohttp's own errors carry these; the v1 JSON answer sets its own.
-_BODY_HEADERS = frozenset({"content-type", "content-length"})
-
 
 @web.middleware
 async def count_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts every refusal in roomcast_auth_failures_total{reason}.
-
-    aiohttp's 404/405 are turned into ApiErrors here: handed on as they are, their
-    Content-Type header would clash with the JSON error body and end as a 500.
-    """
+    """Counts every refusal in roomcast_auth_failures_total{reason}."""
     try:
         return await handler(request)
     except ApiError as exc:
@@ -29,5 +22,4 @@ async def count_failures(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         code = exc.reason.lower().replace(" ", "_")
         request.app[AUTH_METRICS_KEY].failures.labels(reason=code).inc()
-        headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
-        raise ApiError(exc.status, code, exc.reason, headers) from None
+        raise
