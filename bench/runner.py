@@ -176,7 +176,13 @@ async def measure_server(
         feed = infra.feed if name == ROOMCAST and infra else PeerFeed(session, server.base_url)
         assert feed is not None
         outcome.feeds[name] = feed.name
-        target = scenarios.Target(name=name, pid=server.pid, feed=feed)
+        target = scenarios.Target(
+            name=name,
+            pid=server.pid,
+            feed=feed,
+            metrics_url=server.base_url + "/metrics" if name == ROOMCAST else None,
+            session=session,
+        )
         await asyncio.sleep(SETTLE_SECONDS)
         rss_before = rss_bytes(server.pid)
         log(f"{name} C={connections}: handshakes")

@@ -17,6 +17,7 @@ import aiohttp
 from bench.feeds import Feed
 from bench.loadgen import LoadGenerator
 from bench.messages import publish_request
+from bench.promtext import bucket_delta, histogram_buckets, quantile_upper_bound
 from bench.stats import Delivery, Latency, micros_per, rate
 from bench.system import CpuTimes, cpu_times
 
@@ -28,6 +29,36 @@ class Target:
     name: str
     pid: int
     feed: Feed
+    # roomcast's edge: /metrics, to split its latency into server-side and the rest
+    metrics_url: str | None = None
+    session: aiohttp.ClientSession | None = None
+
+
+LAG_HISTOGRAM = "roomcast_edge_publish_to_deliver_seconds"
+
+
+async def _lag_buckets(target: Target) -> dict[float, float] | None:
+    if target.metrics_url is None or target.session is None:
+        return None
+    try:
+        async with target.session.get(target.metrics_url) as response:
+            return histogram_buckets(await response.text(), LAG_HISTOGRAM)
+    except aiohttp.ClientError:
+        return None
+
+
+def _server_side(
+    before: dict[float, float] | None, after: dict[float, float] | None
+) -> dict[str, Any] | None:
+    """Bucket upper bounds (ms) of the edge's own receive_time -> fan-out percentiles."""
+    if before is None or after is None:
+        return None
+    delta = bucket_delta(after, before)
+    out: dict[str, Any] = {}
+    for name, fraction in (("p50_le", 0.5), ("p99_le", 0.99)):
+        bound = quantile_upper_bound(delta, fraction)
+        out[name] = None if bound is None or bound == float("inf") else bound * 1000
+    return out
 
 
 def _cpu(delta: CpuTimes, count: int) -> dict[str, Any]:
@@ -142,6 +173,7 @@ async def sustained(
 ) -> dict[str, Any]:
     """R messages/s for a fixed time; publish-to-deliver latency from meta.receive_time."""
     await load.reset()
+    lag_before = await _lag_buckets(target)
     total = max(1, round(messages_per_s * seconds))
     sends: list[asyncio.Task[None]] = []
     before = cpu_times(target.pid)
@@ -158,11 +190,13 @@ async def sustained(
     await asyncio.gather(*sends)
     await wait_for_deliveries(load, connections * total, quiet=5.0, cap=60.0)
     delta = cpu_times(target.pid) - before
+    lag_after = await _lag_buckets(target)
     stats = await load.stats()
     delivery = Delivery.of(stats.counts, total, connections)
     latency = Latency.of(stats.latencies)
     cpu = _cpu(delta, delivery.received)
     return {
+        "server_side_latency_ms": _server_side(lag_before, lag_after),
         "connections": connections,
         "messages_per_s": messages_per_s,
         "offered_deliveries_per_s": round(messages_per_s * connections, 1),
