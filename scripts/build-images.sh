@@ -29,8 +29,18 @@ tag="${IMAGE_TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' h
 prefix=""
 if [[ "${engine}" == podman ]]; then prefix="localhost/"; fi
 
+# One build at a time on this machine (parallel test runs share the image store).
+lock_dir="${ROOMCAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roomcast}"
+mkdir -p "${lock_dir}"
+exec 8>"${lock_dir}/.images.lock"
+flock 8
+
 python_image="${PYTHON_IMAGE:-python:3.11-slim-bookworm}"
 if [[ "${ROOMCAST_LOCAL_BASE:-0}" == 1 ]]; then
+  if [[ "${engine}" != podman ]]; then
+    echo "build-images: ROOMCAST_LOCAL_BASE=1 needs podman (it imports a debootstrap tarball)" >&2
+    exit 1
+  fi
   python_image="$(PODMAN="${engine}" scripts/build-base-image.sh)"
 fi
 
