@@ -7,6 +7,7 @@ clients are the `websockets` library, and the edge runs as its own process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.parse
 import urllib.request
@@ -193,16 +194,31 @@ class SharedEdge:
     topic: str
 
 
-@pytest.fixture(scope="module")
-def shared_edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEdge]:
+@contextlib.contextmanager
+def module_edge(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, **settings: str
+) -> Iterator[SharedEdge]:
+    """An edge on a topic of its own for a whole module's tests."""
     topic = f"roomcast.test.{uuid.uuid4().hex[:12]}"
-    env = infra.env(topic, ROOMCAST_EDGE__MAX_SUBSCRIPTIONS="3", ROOMCAST_EDGE__MAX_ROOMS="2")
-    proc = ServiceProcess("edge", env, Path(tmp_path_factory.mktemp("edge")), name="edge")
+    proc = ServiceProcess(
+        "edge", infra.env(topic, **settings), Path(tmp_path_factory.mktemp("edge")), name="edge"
+    )
     proc.start()
     try:
         yield SharedEdge(proc, topic)
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEdge]:
+    with module_edge(
+        infra,
+        tmp_path_factory,
+        ROOMCAST_EDGE__MAX_SUBSCRIPTIONS="3",
+        ROOMCAST_EDGE__MAX_ROOMS="2",
+    ) as shared:
+        yield shared
 
 
 @pytest_asyncio.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,22 +13,29 @@ from websockets.asyncio.client import ClientConnection
 
 from roomcast_core.token_store import RedisTokenStore
 from roomcast_harness.services import ServiceProcess
-from tests.conftest import Infra, ServiceFactory
-from tests.integration.edge.conftest import WAIT, connect, metric, recv_json, token, token_and_jti
+from tests.conftest import Infra
+from tests.integration.edge.conftest import (
+    WAIT,
+    connect,
+    metric,
+    module_edge,
+    recv_json,
+    token,
+    token_and_jti,
+)
 
 TIMEOUT = 2.0
 
 
-@pytest.fixture
-def edge(infra: Infra, topic: str, start_service: ServiceFactory) -> ServiceProcess:
-    return start_service(
-        "edge",
-        infra.env(
-            topic,
-            ROOMCAST_EDGE__HEARTBEAT_TIMEOUT=str(TIMEOUT),
-            ROOMCAST_EDGE__HEARTBEAT_CHECK_INTERVAL="0.5",
-        ),
-    )
+@pytest.fixture(scope="module")
+def edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    with module_edge(
+        infra,
+        tmp_path_factory,
+        ROOMCAST_EDGE__HEARTBEAT_TIMEOUT=str(TIMEOUT),
+        ROOMCAST_EDGE__HEARTBEAT_CHECK_INTERVAL="0.5",
+    ) as shared:
+        yield shared.edge
 
 
 async def _closed(ws: ClientConnection, timeout: float = WAIT) -> None:

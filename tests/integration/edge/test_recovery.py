@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection
 from tests.conftest import Infra, ServiceFactory
 from tests.integration.edge.conftest import (
     Publisher,
+    SharedEdge,
     connect,
     message,
     recv_json,
@@ -42,9 +43,9 @@ async def _push(ws: ClientConnection) -> dict[str, Any]:
 
 
 async def test_reconnect_on_the_same_edge_has_no_gap_and_no_duplicate(
-    infra: Infra, topic: str, start_service: ServiceFactory, publisher: Publisher
+    shared_edge: SharedEdge, shared_publisher: Publisher
 ) -> None:
-    edge = start_service("edge", infra.env(topic))
+    edge, publisher = shared_edge.edge, shared_publisher
     room = f"room-{uuid.uuid4().hex[:6]}"
     ws, hello = await connect(edge, token=token(), roomIds=room)
     vector = Vector(hello["position"])
@@ -138,9 +139,9 @@ async def test_recovered_false_when_the_history_no_longer_covers_since(
 
 
 async def test_join_and_subscribe_with_since_replay_for_that_room_or_topic(
-    infra: Infra, topic: str, start_service: ServiceFactory, publisher: Publisher
+    shared_edge: SharedEdge, shared_publisher: Publisher
 ) -> None:
-    edge = start_service("edge", infra.env(topic))
+    edge, publisher = shared_edge.edge, shared_publisher
     room, sub = f"r-{uuid.uuid4().hex[:6]}", f"t-{uuid.uuid4().hex[:6]}"
     ws, hello = await connect(edge, token=token())
     start = hello["position"]
