@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import websockets
 
 from roomcast_core.tokens import TokenIssuer
-from tests.conftest import Infra
 from tests.integration.edge.conftest import (
     SECRET,
     SharedEdge,
@@ -78,22 +74,6 @@ async def test_bad_tokens_get_401_before_the_upgrade(shared_edge: SharedEdge) ->
         assert status == 401
     status, _ = http_get(base, headers={"Authorization": "Bearer nope"})
     assert status == 401
-
-
-def test_compression_setting_is_refused_at_start_with_one_line(infra: Infra, topic: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "roomcast_edge"],
-        env={**env, **infra.env(topic), "ROOMCAST_EDGE__COMPRESSION": "true"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "ROOMCAST_EDGE__COMPRESSION" in lines[0]
 
 
 async def test_bad_since_is_400(shared_edge: SharedEdge) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
 import pytest
 
 from roomcast_core.wire import Message
-from roomcast_edge.domain.frames import text_frame
+from roomcast_edge.domain.frames import deflate_text_frame, frame_payload, text_frame
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.positions import PositionError, format_vector, parse_vector
 from roomcast_edge.domain.publication import Publication, make_publication
@@ -110,3 +112,15 @@ def test_frame_lengths() -> None:
     big = text_frame(b"x" * 70_000)
     assert big[:2] == bytes((0x81, 127))
     assert int.from_bytes(big[2:10], "big") == 70_000
+
+
+def test_deflate_frame_inflates_without_earlier_context() -> None:
+    payload = b'{"payload":"' + b"abc" * 500 + b'"}'
+    frame = deflate_text_frame(payload, 15)
+    assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
+    assert len(frame) < len(payload)
+    # two messages inflated by one long-lived client context, as browsers do
+    inflater = zlib.decompressobj(-15)
+    for _ in range(2):
+        assert inflater.decompress(frame_payload(frame) + b"\x00\x00\xff\xff") == payload
+    assert frame_payload(text_frame(payload)) == payload

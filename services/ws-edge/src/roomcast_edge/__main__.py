@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from roomcast_core.runner import load_or_exit, serve
 from roomcast_edge.app import create_app
 from roomcast_edge.drain import CLOSE_WAIT_SECONDS, drain
@@ -11,13 +9,6 @@ from roomcast_edge.drain import CLOSE_WAIT_SECONDS, drain
 
 def main() -> None:
     settings = load_or_exit("edge", needs_jwt_secret=True)
-    if settings.edge.compression:
-        print(
-            "roomcast-edge: invalid setting: edge.compression is not supported yet, "
-            "leave it false (ROOMCAST_EDGE__COMPRESSION)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
     serve(
         "edge",
         settings,

@@ -19,6 +19,7 @@ class Connection:
         "claims",
         "close_task",
         "closed",
+        "deflate",
         "id",
         "last_life",
         "pending",
@@ -47,6 +48,8 @@ class Connection:
         self.pending_bytes = 0
         self.last_life = now
         self.closed = False
+        # Negotiated permessage-deflate window bits; 0 when the client sends plain frames.
+        self.deflate = 0
         self.close_task: asyncio.Task[None] | None = None
         # Per partition, live offsets up to which this connection already has
         # (it recovered from a vector ahead of this edge); None almost always.

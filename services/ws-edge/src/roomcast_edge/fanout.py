@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from roomcast_edge.connection import Connection
+from roomcast_edge.domain.frames import deflate_text_frame, frame_payload
 
 # Pending bytes at which a connection is written at once instead of at the end of
 # the turn: big bursts still go out in large writes, and memory stays bounded.
@@ -48,19 +49,27 @@ class Fanout:
         self, conns: Iterable[Connection], frame: bytes, partition: int, offset: int
     ) -> int:
         """Queue a push to every recipient; returns how many got it."""
-        size = len(frame)
         limit = self._limit
         dirty = self._dirty
         slow: list[Connection] | None = None
+        compressed: dict[int, bytes] | None = None
         count = 0
         for conn in conns:
             if conn.closed or (conn.skip is not None and conn.already_has(partition, offset)):
                 continue
+            data = frame
+            if conn.deflate:
+                # Compressed once per message (per window size), shared by all.
+                if compressed is None:
+                    compressed = {}
+                data = compressed.get(conn.deflate) or compressed.setdefault(
+                    conn.deflate, deflate_text_frame(frame_payload(frame), conn.deflate)
+                )
             pending = conn.pending
             if not pending:
                 dirty.append(conn)
-            pending.append(frame)
-            conn.pending_bytes += size
+            pending.append(data)
+            conn.pending_bytes += len(data)
             count += 1
             if conn.pending_bytes >= WRITE_AT and not self._write(conn, limit):
                 if slow is None:

@@ -95,7 +95,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(
         autoping=False,  # pings are life: we answer them ourselves
-        compress=False,
+        # Off by default: aiohttp's own per-connection deflate context costs ~200 KB
+        # per client. When on, pushes are compressed once per message (fanout).
+        compress=settings.compression,
         max_msg_size=settings.max_frame_bytes,
         timeout=CLOSE_TIMEOUT,
     )
@@ -111,6 +113,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     loop = node.loop
     rate = settings.request_rate
     conn = Connection(ws, transport, claims, TokenBucket(rate, 2 * rate, loop.time()), loop.time())
+    conn.deflate = int(ws.compress or 0)
     node.open(conn, connect)
     try:
         async for message in ws:
