@@ -228,7 +228,7 @@ async def measure_server(
         await asyncio.to_thread(server.stop)
 
 
-def machine_facts(place: Placement, nofile: int) -> dict[str, Any]:
+def machine_facts(place: Placement, nofile: int, available: Sequence[int]) -> dict[str, Any]:
     node = shutil.which("node")
     node_version = (
         subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
@@ -236,7 +236,7 @@ def machine_facts(place: Placement, nofile: int) -> dict[str, Any]:
         else None
     )
     return {
-        "cpus": len(cores()),
+        "cpus": len(available),
         "server_cores": sorted(place.server),
         "load_cores": sorted(place.load),
         "pinned": place.pinned,
@@ -262,7 +262,8 @@ async def run(
     """
     nofile = raise_nofile_limit()
     plan = plan.within(max_connections(nofile))
-    place = placement(cores())
+    available = cores()
+    place = placement(available)
     if place.pinned and pin_driver:
         os.sched_setaffinity(0, place.load)
     outcome = Outcome()
@@ -310,4 +311,4 @@ async def run(
                 )
             except Exception as exc:
                 outcome.errors["publisher"] = f"{type(exc).__name__}: {exc}"
-    return plan, outcome, machine_facts(place, nofile)
+    return plan, outcome, machine_facts(place, nofile, available)
