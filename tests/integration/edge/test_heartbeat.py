@@ -24,7 +24,7 @@ from tests.integration.edge.conftest import (
     token_and_jti,
 )
 
-TIMEOUT = 2.0
+TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="module")

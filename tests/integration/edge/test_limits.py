@@ -27,7 +27,7 @@ from tests.integration.edge.conftest import (
 async def test_slow_consumer_is_closed_while_a_fast_one_keeps_receiving(
     infra: Infra, topic: str, start_service: ServiceFactory, publisher: Publisher
 ) -> None:
-    edge = start_service("edge", infra.env(topic, ROOMCAST_EDGE__MAX_OUTBOUND_BYTES="524288"))
+    edge = start_service("edge", infra.env(topic, ROOMCAST_EDGE__MAX_OUTBOUND_BYTES="1048576"))
     # The slow client: a tiny receive buffer and it never reads.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

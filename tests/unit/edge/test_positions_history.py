@@ -124,3 +124,13 @@ def test_deflate_frame_inflates_without_earlier_context() -> None:
     for _ in range(2):
         assert inflater.decompress(frame_payload(frame) + b"\x00\x00\xff\xff") == payload
     assert frame_payload(text_frame(payload)) == payload
+
+
+def test_a_record_seen_twice_is_kept_once() -> None:
+    history = History(size=10, max_age=60)
+    history.start(0, 0)
+    assert history.append(_pub(0, 0))
+    assert history.append(_pub(0, 1))
+    assert not history.append(_pub(0, 1))
+    assert not history.append(_pub(0, 0))
+    assert [p.offset for p in history.after({})] == [0, 1]

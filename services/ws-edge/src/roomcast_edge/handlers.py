@@ -114,8 +114,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     rate = settings.request_rate
     conn = Connection(ws, transport, claims, TokenBucket(rate, 2 * rate, loop.time()), loop.time())
     conn.deflate = int(ws.compress or 0)
-    node.open(conn, connect)
     try:
+        node.open(conn, connect)
         async for message in ws:
             kind = message.type
             if kind is WSMsgType.PONG:

@@ -73,9 +73,8 @@ class Node:
         self.history.start(partition, first_offset)
 
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
-        self.history.append(publication)
-        if not live:
-            return 0
+        if not self.history.append(publication) or not live:
+            return 0  # a record read twice (after a consumer restart) is never pushed twice
         self.metrics.messages_in.inc()
         started = time.perf_counter()
         recipients = self.hub.recipients(publication.topic, publication.type, publication.room)

@@ -164,6 +164,7 @@ class KafkaSource:
                 first = max(beginning[tp], end[tp] - self._history_size)
                 consumer.seek(tp, first)
                 self._sink.start_partition(tp.partition, first)
+                self._last[tp.partition] = first - 1
                 self._targets[tp.partition] = end[tp]
             self.assigned = True
             log.info(

@@ -48,12 +48,17 @@ class History:
         if offset > state.last:
             state.last = offset
 
-    def append(self, publication: Publication) -> None:
+    def append(self, publication: Publication) -> bool:
+        """Keep a publication; False (and nothing kept) when its offset was seen already."""
+        state = self._partitions.get(publication.partition)
+        if state is not None and publication.offset <= state.last:
+            return False
         self.advance(publication.partition, publication.offset)
         state = self._partitions[publication.partition]
         state.entries.append(publication)
         while len(state.entries) > self._size:
             state.floor = state.entries.popleft().offset + 1
+        return True
 
     def expire(self, now: float) -> None:
         """Forget publications older than the age limit."""
