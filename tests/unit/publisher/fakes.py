@@ -12,6 +12,7 @@ from roomcast_publisher.domain.ports import (
     Claimed,
     Delivery,
     InProgress,
+    OutcomeUnknown,
     Receipt,
     SinkUnavailable,
     StoreUnavailable,
@@ -25,6 +26,7 @@ class FakeSink:
     records: list[Message] = field(default_factory=list)
     refuse_enqueue: bool = False
     fail_delivery: bool = False
+    unknown_delivery: bool = False
     gate: asyncio.Event | None = None
 
     async def enqueue(self, message: Message) -> Delivery:
@@ -37,6 +39,8 @@ class FakeSink:
             await self.gate.wait()
         if self.fail_delivery:
             raise SinkUnavailable("no acknowledgement")
+        if self.unknown_delivery:
+            raise OutcomeUnknown("broker died holding it")
         self.records.append(message)
         return f"0:{len(self.records) - 1}"
 

@@ -159,3 +159,18 @@ async def test_batch_mixes_replays_and_new_messages_in_order() -> None:
     assert isinstance(old, Receipt)
     assert outcomes[1].position == old.position
     assert [m.payload for m in sink.records] == [1, "x", "y"]
+
+
+async def test_unknown_outcome_keeps_the_id_held() -> None:
+    policy = PublishPolicy(idempotency_window=60, hold_seconds=30, wait_seconds=0.1)
+    sink = FakeSink(unknown_delivery=True)
+    publisher, _, store, observer = make(sink=sink, policy=policy)
+    [outcome] = await publisher.publish([draft(message_id="m-8")])
+    assert isinstance(outcome, Refusal)
+    assert outcome.reason is Reason.OUTCOME_UNKNOWN
+    assert store.released == []
+    sink.unknown_delivery = False
+    [retry] = await publisher.publish([draft(message_id="m-8")])
+    assert isinstance(retry, Refusal)
+    assert retry.reason is Reason.IN_PROGRESS  # not a second, possibly duplicate, publish
+    assert observer.failures == ["publish_outcome_unknown", "publish_in_progress"]

@@ -13,14 +13,15 @@ from prometheus_client import CollectorRegistry
 from roomcast_core.api import cors_middleware, error_middleware
 from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.settings import Settings
-from roomcast_core.telemetry import telemetry_ctx
+from roomcast_core.telemetry import telemetry_ctx, tracing_middleware
 from roomcast_publisher.adapters.kafka_sink import KafkaSink
 from roomcast_publisher.adapters.redis_idempotency import RedisIdempotencyStore
 from roomcast_publisher.domain.publishing import Publisher, PublishPolicy
 from roomcast_publisher.keys import PUBLISHER_KEY, PUBLISHER_METRICS_KEY, SETTINGS_KEY
+from roomcast_publisher.logfilter import KAFKA_CLIENT_LOGGERS, quiet_repeats
 from roomcast_publisher.metrics import PublisherMetrics
 from roomcast_publisher.models import ENVELOPE_BYTES
-from roomcast_publisher.observe import request_counter, server_spans
+from roomcast_publisher.observe import request_counter
 from roomcast_publisher.routes import add_routes
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -39,6 +40,7 @@ def _links_ctx(settings: Settings) -> CleanupCtx:
     """Redis and Kafka, and the Publisher on top of them; Kafka reconnects in the background."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        quiet_repeats(KAFKA_CLIENT_LOGGERS)
         timeout = settings.redis.timeout
         client = aioredis.from_url(
             settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -47,6 +49,7 @@ def _links_ctx(settings: Settings) -> CleanupCtx:
         sink = KafkaSink(
             settings.kafka,
             max_record_bytes=settings.publisher.max_payload_bytes + ENVELOPE_BYTES,
+            on_fence=app[PUBLISHER_METRICS_KEY].fenced,
         )
         health = app[HEALTH_KEY]
         health.add_check("redis", store.readiness)
@@ -71,7 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics = PublisherMetrics(registry)
     app = web.Application(
         middlewares=[
-            server_spans,
+            tracing_middleware,
             request_counter(metrics),
             cors_middleware(settings.publisher.cors_origins),
             error_middleware,

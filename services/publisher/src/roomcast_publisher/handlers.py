@@ -27,7 +27,9 @@ STATUS = {
     Reason.KAFKA_UNAVAILABLE: 503,
     Reason.IDEMPOTENCY_UNAVAILABLE: 503,
     Reason.IN_PROGRESS: 409,
+    Reason.OUTCOME_UNKNOWN: 504,
 }
+RETRY_LATER = frozenset({503, 504})
 
 
 def retry_after(settings: Settings) -> str:
@@ -45,7 +47,7 @@ def _receipt_body(outcome: Outcome) -> dict[str, Any]:
 
 
 def _refusal_headers(refusal: Refusal, settings: Settings) -> dict[str, str]:
-    return {"Retry-After": retry_after(settings)} if STATUS[refusal.reason] == 503 else {}
+    return {"Retry-After": retry_after(settings)} if STATUS[refusal.reason] in RETRY_LATER else {}
 
 
 async def publish_message(request: web.Request) -> web.Response:
@@ -69,8 +71,8 @@ async def publish_message(request: web.Request) -> web.Response:
 
 async def publish_batch(request: web.Request) -> web.Response:
     """Validate every message first (any bad one: 400/413 naming it, nothing published),
-    then publish all in order and report each: 202 all published, 207 some, else the
-    common failure (503 with Retry-After, or 409)."""
+    then publish all in order and report each: 202 all published, 207 otherwise, unless
+    every message failed alike (then that status: 503, 504 or 409)."""
     settings = request.app[SETTINGS_KEY]
     limits = settings.publisher
     require_api_key(request, limits.api_keys)
@@ -92,15 +94,14 @@ async def publish_batch(request: web.Request) -> web.Response:
     outcomes = await request.app[PUBLISHER_KEY].publish([m.draft() for m in batch.messages])
     results = [_batch_result(outcome) for outcome in outcomes]
     refusals = [o for o in outcomes if isinstance(o, Refusal)]
-    headers: dict[str, str] = {}
+    statuses = {STATUS[r.reason] for r in refusals}
     if not refusals:
         status = 202
-    elif len(refusals) < len(outcomes):
-        status = 207
+    elif len(refusals) == len(outcomes) and len(statuses) == 1:
+        [status] = statuses
     else:
-        status = 503 if any(STATUS[r.reason] == 503 for r in refusals) else 409
-    if any(STATUS[r.reason] == 503 for r in refusals):
-        headers["Retry-After"] = retry_after(settings)
+        status = 207
+    headers = {"Retry-After": retry_after(settings)} if statuses & RETRY_LATER else {}
     return json_response({"results": results}, status=status, headers=headers)
 
 

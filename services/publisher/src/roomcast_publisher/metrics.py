@@ -33,6 +33,15 @@ class PublisherMetrics:
             registry=registry,
         )
 
+        self.fences = Counter(
+            "roomcast_publisher_producer_fences",
+            "producers given up on because records were not acknowledged in time",
+            registry=registry,
+        )
+
+    def fenced(self) -> None:
+        self.fences.inc()
+
     def produced(self, seconds: float) -> None:
         self.records_produced.inc()
         self.produce_seconds.observe(seconds)

@@ -10,7 +10,8 @@ its sender stops (requests already on the wire finish first, bounded by
 ``request_timeout_ms``), everything it still holds is failed, and it is discarded.
 Only then is the send future's outcome read, so a failure really means "not
 published"; a fresh producer is started in the background. The one case no client
-can rule out remains: a broker that appended a record and died before answering.
+can rule out (a broker that took the record and died before answering) is reported
+as an unknown outcome instead (see kafka_inflight).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -28,8 +30,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from roomcast_core import wire
 from roomcast_core.settings import KafkaSettings
+from roomcast_publisher.adapters.kafka_inflight import InFlightTracker
 from roomcast_publisher.adapters.kafka_topic import ensure_topic
-from roomcast_publisher.domain.ports import Delivery, SinkUnavailable
+from roomcast_publisher.domain.ports import Delivery, OutcomeUnknown, SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class KafkaSink:
         *,
         max_record_bytes: int = 1 << 20,
         probe_interval: float = 1.0,
+        on_fence: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._topic = settings.topic
@@ -51,11 +55,13 @@ class KafkaSink:
         self._ack_timeout = settings.request_timeout / 2
         self._max_record_bytes = max_record_bytes
         self._probe_interval = probe_interval
+        self._on_fence = on_fence
         self._producer: AIOKafkaProducer | None = None
         self._topic_ready = False
         self._up = False
         self._problem: str | None = "not connected yet"
         self._fences: dict[int, asyncio.Task[None]] = {}
+        self._in_flight = InFlightTracker()
         self._tracer = trace.get_tracer("roomcast_publisher")
 
     # ---- state -----------------------------------------------------------
@@ -82,6 +88,11 @@ class KafkaSink:
                 await ensure_topic(self._settings, self._settings.request_timeout)
                 self._topic_ready = True
             producer = self._producer
+            if producer is not None and _sender_died(producer):
+                # A fatal producer error (e.g. out-of-order sequence) ends its sender
+                # for good; records would only fail from now on. Start afresh.
+                await self._fence(producer, "producer sender stopped")
+                producer = None
             if producer is None:
                 producer = await self._start_producer()
                 self._producer = producer
@@ -111,6 +122,7 @@ class KafkaSink:
             max_batch_size=max(16384, self._max_record_bytes),
             max_request_size=max(1 << 20, 2 * self._max_record_bytes),
         )
+        self._in_flight.install(producer)
         try:
             async with asyncio.timeout(self._settings.request_timeout):
                 await producer.start()
@@ -165,18 +177,22 @@ class KafkaSink:
             done, _ = await asyncio.wait({future}, timeout=self._ack_timeout)
             if not done:
                 await self._fence(producer, f"no acknowledgement within {self._ack_timeout:g}s")
-            # After a fence the future is resolved: a failure now means "never published".
+            # After a fence the future is resolved: a failure now means "never published",
+            # unless a broker took the record and never answered.
             try:
                 metadata = future.result()
             except KafkaError as exc:
+                if self._in_flight.is_unknown(future):
+                    raise OutcomeUnknown(f"{exc!r}") from exc
                 raise SinkUnavailable(f"kafka did not acknowledge: {exc!r}") from exc
             span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
             span.set_attribute("messaging.kafka.offset", metadata.offset)
             return wire.position(metadata.partition, metadata.offset)
-        except SinkUnavailable as exc:
+        except (SinkUnavailable, OutcomeUnknown) as exc:
             _fail_span(span, exc)
             raise
         finally:
+            self._in_flight.forget(future)
             span.end()
 
     async def _fence(self, producer: AIOKafkaProducer, reason: str) -> None:
@@ -185,6 +201,8 @@ class KafkaSink:
             self._set_state(False, f"producer fenced: {reason}")
         task = self._fences.get(id(producer))
         if task is None:
+            log.warning("fencing kafka producer", extra={"reason": reason})
+            self._on_fence()
             task = asyncio.create_task(_abandon(producer, reason))
             self._fences[id(producer)] = task
             task.add_done_callback(lambda _: self._fences.pop(id(producer), None))
@@ -206,6 +224,11 @@ class KafkaSink:
 def _fail_span(span: trace.Span, exc: BaseException) -> None:
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, str(exc)))
+
+
+def _sender_died(producer: AIOKafkaProducer) -> bool:
+    task = producer._sender.sender_task
+    return task is not None and task.done()
 
 
 async def _abandon(producer: AIOKafkaProducer, reason: str) -> None:

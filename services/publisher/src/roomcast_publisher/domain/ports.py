@@ -13,6 +13,10 @@ class SinkUnavailable(Exception):
     """The record was not published, and this attempt will never publish it."""
 
 
+class OutcomeUnknown(Exception):
+    """The record reached a broker that never answered: it may or may not be published."""
+
+
 class StoreUnavailable(Exception):
     """The idempotency store could not be asked or told."""
 
@@ -42,7 +46,8 @@ class InProgress:
 Claim = Claimed | Receipt | InProgress
 
 # A delivery resolves to the record's "partition:offset" once the broker acknowledged,
-# or raises SinkUnavailable when the record was not (and will not be) published.
+# raises SinkUnavailable when the record was not (and will not be) published, or
+# OutcomeUnknown when no client could tell (the broker died while holding it).
 Delivery = Coroutine[Any, Any, str]
 
 

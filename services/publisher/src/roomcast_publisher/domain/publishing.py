@@ -6,7 +6,8 @@ two concurrent requests exactly one publishes); after the broker acknowledged, t
 receipt replaces the marker for the idempotency window; after a failure the marker
 is released so the client may retry. A duplicate that arrives while the first is
 still pending waits for its receipt, and gets ``publish_in_progress`` if it does
-not come in time. Without a usable store, messages that carry a message_id are
+not come in time. When the outcome is unknown (the broker died holding the record)
+the marker is kept until it expires, so a quick retry cannot add a duplicate. Without a usable store, messages that carry a message_id are
 refused rather than published unchecked: a duplicate would be worse than a retry.
 Generated ids need no store.
 """
@@ -29,6 +30,7 @@ from roomcast_publisher.domain.ports import (
     Delivery,
     IdempotencyStore,
     InProgress,
+    OutcomeUnknown,
     PublishObserver,
     Receipt,
     RecordSink,
@@ -43,6 +45,7 @@ class Reason(StrEnum):
     KAFKA_UNAVAILABLE = "kafka_unavailable"
     IDEMPOTENCY_UNAVAILABLE = "idempotency_unavailable"
     IN_PROGRESS = "publish_in_progress"
+    OUTCOME_UNKNOWN = "publish_outcome_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,14 @@ class Publisher:
             position = await delivery
         except SinkUnavailable as exc:
             return self._refuse(message, exc)
+        except OutcomeUnknown as exc:
+            self._observer.failed(Reason.OUTCOME_UNKNOWN)
+            return Refusal(
+                message.message_id,
+                Reason.OUTCOME_UNKNOWN,
+                f"the broker failed before confirming; the message may or may not be "
+                f"published: {exc}",
+            )
         self._observer.produced(self._monotonic() - started)
         return Receipt(message.message_id, position, message.receive_time)
 
@@ -193,8 +204,10 @@ class Publisher:
             try:
                 if isinstance(outcome, Receipt):
                     await self._store.remember(outcome, self._policy.idempotency_window)
-                elif outcome is not None:
+                elif isinstance(outcome, Refusal) and outcome.reason is not Reason.OUTCOME_UNKNOWN:
                     await self._store.release(outcome.message_id, token)
+                # An unknown outcome keeps its marker until hold_seconds: an immediate
+                # retry gets publish_in_progress instead of a likely duplicate.
             except StoreUnavailable as exc:
                 # The message is published (or not) regardless; the pending marker
                 # expires after hold_seconds, until then duplicates get 409.
