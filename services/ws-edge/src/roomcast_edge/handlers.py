@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
@@ -129,7 +130,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         if conn.close_task is not None:
-            await conn.close_task
+            # The handler lives until its close handshake is over; shielded so a
+            # cancelled handler does not cut the close frame short.
+            await asyncio.shield(conn.close_task)
         else:
             node.forget(conn)
             if ws.close_code == 1009:
