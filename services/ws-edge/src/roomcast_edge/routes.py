@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from roomcast_edge.handlers import ws_handler
 
+# The demo page and the browser client library it uses, shipped inside the package.
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+
+async def _demo_index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(DEMO_DIR / "index.html")
+
+
+async def _demo_redirect(_: web.Request) -> web.Response:
+    raise web.HTTPPermanentRedirect("/demo/")
+
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/demo", _demo_redirect)
+    app.router.add_get("/demo/", _demo_index)
+    app.router.add_static("/demo/", DEMO_DIR, append_version=False)

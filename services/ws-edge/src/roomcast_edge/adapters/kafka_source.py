@@ -242,7 +242,14 @@ class KafkaSource:
                         "messaging.message.id": message.message_id,
                     },
                 ),
-                tracer.start_as_current_span("roomcast.fanout") as span,
+                tracer.start_as_current_span(
+                    "roomcast.fanout",
+                    attributes={
+                        "messaging.destination.name": tp.topic,
+                        "roomcast.room": message.room or "",
+                        "roomcast.topic": message.topic or "",
+                    },
+                ) as span,
             ):
                 recipients = sink.publish(publication, receive_epoch, live)
                 span.set_attribute("roomcast.recipients", recipients)

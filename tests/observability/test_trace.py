@@ -1,0 +1,108 @@
+"""One publish is one trace: HTTP span → producer span → edge consumer span → fan-out span."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import websockets
+
+from roomcast_core.tokens import TokenIssuer
+from roomcast_harness.services import ServiceProcess
+from tests.conftest import Infra, ServiceFactory
+from tests.observability.otlp_receiver import OtlpReceiver, ReceivedSpan
+
+SERVER, PRODUCER, CONSUMER, INTERNAL = 2, 4, 5, 1  # OTLP SpanKind numbers
+SECRET = "test-secret-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    running = OtlpReceiver()
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def _traced_env(infra: Infra, topic: str, receiver: OtlpReceiver) -> dict[str, str]:
+    return {
+        **infra.env(topic),
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+
+
+def _one(spans: list[ReceivedSpan], **match: object) -> ReceivedSpan:
+    found = [s for s in spans if all(getattr(s, k) == v for k, v in match.items())]
+    assert len(found) == 1, f"expected one span matching {match}, got {found}"
+    return found[0]
+
+
+async def _publish_and_receive(
+    publisher: ServiceProcess, edge: ServiceProcess, topic_name: str
+) -> str:
+    token = TokenIssuer("HS256", SECRET).issue("u", "d", 300).token
+    url = edge.url.replace("http://", "ws://") + f"/ws?token={token}&topics={topic_name}:event"
+    async with websockets.connect(url) as ws:
+        connected = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert connected["action"] == "connected"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{publisher.url}/v1/messages",
+                json={"topic": topic_name, "type": "event", "payload": {"traced": True}},
+            ) as response,
+        ):
+            assert response.status == 202
+            message_id = str((await response.json())["message_id"])
+        push = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert push["meta"]["message_id"] == message_id
+    return message_id
+
+
+async def test_one_trace_links_publish_to_fanout(
+    infra: Infra, topic: str, receiver: OtlpReceiver, start_service: ServiceFactory
+) -> None:
+    env = _traced_env(infra, topic, receiver)
+    publisher = start_service("publisher", env)
+    edge = start_service("edge", env)
+    message_id = await _publish_and_receive(publisher, edge, "order")
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        return any(s.name == "roomcast.fanout" for s in spans) and any(
+            s.kind == PRODUCER for s in spans
+        )
+
+    spans = await receiver.wait_for(complete, timeout=30)
+    producer = _one(spans, kind=PRODUCER)
+    http = [s for s in spans if s.kind == SERVER and s.trace_id == producer.trace_id]
+    assert len(http) == 1
+    server = http[0]
+    consumer = _one(spans, kind=CONSUMER)
+    fanout = _one(spans, name="roomcast.fanout")
+
+    assert server.service == producer.service == "roomcast-publisher"
+    assert consumer.service == fanout.service == "roomcast-edge"
+    assert server.name == "POST /v1/messages"
+    assert server.parent_span_id == ""
+    assert {s.trace_id for s in (server, producer, consumer, fanout)} == {server.trace_id}
+    assert producer.parent_span_id == server.span_id
+    assert consumer.parent_span_id == producer.span_id
+    assert fanout.parent_span_id == consumer.span_id
+
+    assert producer.attributes["messaging.system"] == "kafka"
+    assert producer.attributes["messaging.destination.name"] == topic
+    assert producer.attributes["messaging.message.id"] == message_id
+    assert consumer.attributes["messaging.destination.name"] == topic
+    assert consumer.attributes["messaging.message.id"] == message_id
+    assert fanout.attributes["roomcast.recipients"] == 1
+    assert fanout.attributes["messaging.destination.name"] == topic
+    assert fanout.attributes["roomcast.topic"] == "order"
+    assert fanout.attributes["roomcast.room"] == ""
+    # Deliveries are counted on the fan-out span, never one span each.
+    assert not [s for s in spans if s.service == "roomcast-edge" and s.kind == PRODUCER]
