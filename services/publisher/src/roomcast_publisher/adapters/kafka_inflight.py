@@ -1,8 +1,10 @@
 """Which records reached a broker that never gave a definite answer.
 
-Such a record may have been appended although its produce request "failed" (the
-connection died after the broker wrote it, or the broker timed out waiting for
-replicas). Failing it later and answering 503 could then lie, so the sink reports
+Such a record may have been appended although its produce request "failed": the
+connection died after the broker wrote it, or a retriable error came back after the
+append (an acks=all wait ends in NOT_LEADER_OR_FOLLOWER when the leader resigns in a
+controlled shutdown, or in REQUEST_TIMED_OUT). Non-retriable errors are validation
+refusals made before any append. Failing it later and answering 503 could then lie, so the sink reports
 it as an unknown outcome instead. A request that never left the process
 (NodeNotReadyError: no connection) is not ambiguous.
 
@@ -18,14 +20,15 @@ from contextvars import ContextVar
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import NodeNotReadyError
+from aiokafka.errors import NodeNotReadyError, for_code
 from aiokafka.protocol.produce import ProduceRequest
 
 # The batches of the produce request being sent by the current sender task.
 _BATCHES: ContextVar[dict[Any, Any] | None] = ContextVar("roomcast_produce_batches", default=None)
 
-# Broker error codes after which the leader may have appended the batch anyway.
-_MAYBE_APPENDED = frozenset({7, 20})  # REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
+def _maybe_appended(error_code: int) -> bool:
+    return error_code != 0 and bool(for_code(error_code).retriable)
 
 
 class InFlightTracker:
@@ -72,7 +75,7 @@ class InFlightTracker:
             by_partition = {(tp.topic, tp.partition): b for tp, b in batches.items()}
             for topic, partitions in response.topics:
                 for info in partitions:
-                    if info[1] in _MAYBE_APPENDED and (topic, info[0]) in by_partition:
+                    if _maybe_appended(info[1]) and (topic, info[0]) in by_partition:
                         self._mark([by_partition[(topic, info[0])]])
             return response
 
