@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
@@ -22,6 +23,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 log = logging.getLogger(__name__)
 
 INSTANCE_ID = str(uuid.uuid4())
+# At shutdown, buffered spans get this long to reach the collector.
+FLUSH_SECONDS = 3.0
 
 
 def tracing_disabled(environ: Mapping[str, str]) -> bool:
@@ -67,12 +70,22 @@ def setup_tracing(
             "service.instance.id": INSTANCE_ID,
         }
     )
-    provider = TracerProvider(resource=resource)
+    # Shutdown is ours (bounded, in telemetry_ctx); an atexit flush could hang on a dead collector.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     exporter = _exporter(env)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def shutdown_tracing(provider: TracerProvider, within: float = FLUSH_SECONDS) -> None:
+    """Flush what is buffered, but never wait longer than `within` for the collector."""
+    flusher = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+    flusher.start()
+    flusher.join(within)
+    if flusher.is_alive():
+        log.warning("tracing flush did not finish; spans may be lost", extra={"seconds": within})
 
 
 def telemetry_ctx(service_name: str) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -82,7 +95,7 @@ def telemetry_ctx(service_name: str) -> Callable[[web.Application], AsyncIterato
         provider = setup_tracing(service_name)
         yield
         if provider is not None:
-            provider.shutdown()
+            shutdown_tracing(provider)
 
     return ctx
 
