@@ -92,6 +92,13 @@ class ClientRecord:
             highest[partition] = max(offset, highest.get(partition, -1))
         return highest
 
+    def vector(self) -> str:
+        """The position vector this client keeps: its start, advanced by what it got."""
+        merged = dict(self.start)
+        for partition, offset in self.reached().items():
+            merged[partition] = max(offset, merged.get(partition, -1))
+        return ",".join(f"{p}:{o}" for p, o in sorted(merged.items()))
+
     def in_scope(self, position: str, reached: Mapping[int, int] | None = None) -> bool:
         partition, offset = parse_position(position)
         if offset <= self.start.get(partition, -1):
@@ -193,18 +200,23 @@ class Ledger:
         self.clients.append(record)
         return record
 
+    def expected(self, client: ClientRecord) -> list[str]:
+        """Ids of the acknowledged messages this client is entitled to and in scope for."""
+        reached = client.reached()
+        wants = client.entitlement.wants
+        return [
+            s.message_id
+            for s in self.sent.values()
+            if client.in_scope(s.position, reached) and wants(s.topic, s.type, s.room)
+        ]
+
     def check(self) -> LedgerReport:
         results = [self._check_client(c) for c in self.clients]
         return LedgerReport(len(self.sent), len(self.uncertain), results)
 
     def _check_client(self, client: ClientRecord) -> ClientResult:
         wants = client.entitlement.wants
-        reached = client.reached()
-        expected = [
-            s.message_id
-            for s in self.sent.values()
-            if client.in_scope(s.position, reached) and wants(s.topic, s.type, s.room)
-        ]
+        expected = self.expected(client)
         counts = Counter(message_id for message_id, _ in client.received)
         unentitled: list[str] = []
         unknown: list[str] = []

@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -119,10 +121,25 @@ class Watcher:
 
         await asyncio.wait_for(until(), timeout)
 
+    async def wait_closed(self, timeout: float = WAIT * 3) -> int | None:
+        """Wait for the edge to close this connection; its close code."""
+        await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        return self.close_code
+
     async def close(self) -> None:
         await self.ws.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, WAIT)
+
+
+async def rewatch(record: ClientRecord, edge: ServiceProcess, token: str, **query: str) -> Watcher:
+    """Reconnect a recorded client with since=<its vector>, as a client that lost its socket.
+
+    The `connected` reply goes into the record (recovered: false excuses losses).
+    """
+    ws, hello = await connect(edge, None, token=token, since=record.vector(), **query)
+    record.connected(hello)
+    return Watcher(ws, record)
 
 
 async def watch(
@@ -206,6 +223,36 @@ async def publish_direct(
     for msg, position in zip(msgs, positions, strict=True):
         ledger.acknowledged(Sent(msg.message_id, position, msg.topic, msg.type, msg.room))
     return [m.message_id for m in msgs]
+
+
+async def publish_http(
+    session: aiohttp.ClientSession,
+    publisher_url: str,
+    ledger: Ledger,
+    *,
+    room: str | None = None,
+    topic: str | None = None,
+    type_: str | None = None,
+) -> tuple[int, dict[str, str]]:
+    """POST /v1/messages and record the outcome: 202 acknowledged, 503 not published,
+    anything else (504, a timeout, a cut connection) of unknown outcome."""
+    message_id = uuid.uuid4().hex
+    body: dict[str, Any] = {"payload": {"id": message_id}, "message_id": message_id}
+    for name, value in (("room", room), ("topic", topic), ("type", type_)):
+        if value is not None:
+            body[name] = value
+    try:
+        async with session.post(publisher_url + "/v1/messages", json=body) as reply:
+            status, headers = reply.status, dict(reply.headers)
+            data = await reply.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError):
+        ledger.maybe(message_id)
+        return 0, {}
+    if status == 202:
+        ledger.acknowledged(Sent(message_id, str(data["position"]), topic, type_, room))
+    elif status != 503:  # a 503 is a promise that nothing was published
+        ledger.maybe(message_id)
+    return status, headers
 
 
 async def gather_bounded(coros: Iterable[Awaitable[Any]], limit: int) -> list[Any]:

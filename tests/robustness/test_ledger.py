@@ -105,3 +105,12 @@ def test_a_departed_client_is_held_to_what_it_reached_and_uncertain_ones_are_fre
     assert report.clients[0].missing == ["room-a"]  # 0:5 < 0:9 reached: a gap
     assert report.clients[0].unknown == []
     assert report.uncertain == 1
+
+
+def test_the_vector_a_client_keeps_advances_its_start_by_what_it_got() -> None:
+    ledger = _ledger()
+    client = ledger.client("c", HELLO)
+    client.push(_push("room-a", "0:5"))
+    client.push(_push("all", "2:0"))
+    assert client.vector() == "0:5,1:-1,2:0"
+    assert ledger.expected(client) == ["room-a", "all"]
