@@ -50,6 +50,13 @@ class OtlpReceiver:
             body = gzip.decompress(body)
         export = ExportTraceServiceRequest()
         export.ParseFromString(body)
+        self._record(export)
+        return web.Response(
+            body=ExportTraceServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
+
+    def _record(self, export: ExportTraceServiceRequest) -> None:
         self.requests += 1
         for resource_spans in export.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -71,10 +78,6 @@ class OtlpReceiver:
                         )
                     )
         self._arrived.set()
-        return web.Response(
-            body=ExportTraceServiceResponse().SerializeToString(),
-            content_type="application/x-protobuf",
-        )
 
     async def start(self) -> None:
         app = web.Application()
@@ -98,3 +101,33 @@ class OtlpReceiver:
                 self._arrived.clear()
                 await self._arrived.wait()
         return self.spans
+
+
+class GrpcOtlpReceiver(OtlpReceiver):
+    """The same receiver over OTLP/gRPC (the collector's port 4317 protocol)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: Any = None
+
+    async def start(self) -> None:
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+            async def Export(
+                self, request: ExportTraceServiceRequest, context: Any
+            ) -> ExportTraceServiceResponse:
+                receiver._record(request)
+                return ExportTraceServiceResponse()
+
+        self._server = grpc.aio.server()
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=None)

@@ -13,26 +13,28 @@ import websockets
 from roomcast_core.tokens import TokenIssuer
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra, ServiceFactory
-from tests.observability.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.observability.otlp_receiver import GrpcOtlpReceiver, OtlpReceiver, ReceivedSpan
 
 SERVER, PRODUCER, CONSUMER, INTERNAL = 2, 4, 5, 1  # OTLP SpanKind numbers
 SECRET = "test-secret-0123456789abcdefghijklmnop"
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    running = OtlpReceiver()
+@pytest.fixture(params=["http/protobuf", "grpc"])
+async def receiver(request: pytest.FixtureRequest) -> AsyncIterator[OtlpReceiver]:
+    running = OtlpReceiver() if request.param == "http/protobuf" else GrpcOtlpReceiver()
     await running.start()
     yield running
     await running.stop()
 
 
 def _traced_env(infra: Infra, topic: str, receiver: OtlpReceiver) -> dict[str, str]:
+    grpc = isinstance(receiver, GrpcOtlpReceiver)
     return {
         **infra.env(topic),
         "OTEL_SDK_DISABLED": "false",
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc" if grpc else "http/protobuf",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
 
