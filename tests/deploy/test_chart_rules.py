@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART, COMPONENTS, Rendered, container, container_port, render
+from tests.deploy.chart import CHART, COMPONENTS, REPO, Rendered, container, container_port, render
 
 KEYS = list(COMPONENTS)
 SPEC_PORTS = {"auth": 8080, "wsEdge": 8081, "publisher": 8082}
@@ -307,3 +308,27 @@ def test_every_value_is_camel_case_and_documented_by_name() -> None:
         )
         checked += 1
     assert checked > 60
+
+
+def test_grafana_dashboard_is_optional_and_uses_real_metrics(
+    default_render: Rendered, all_on_render: Rendered
+) -> None:
+    assert not [
+        d for d in default_render.of_kind("ConfigMap") if "dashboard" in d["metadata"]["name"]
+    ]
+    dashboard = all_on_render.named("ConfigMap", "rc-roomcast-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads(dashboard["data"]["roomcast.json"])
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    titles = " ".join(p["title"] for p in board["panels"]).lower()
+    for wanted in ("connections", "deliveries", "dropped", "latency"):
+        assert wanted in titles
+    sources = " ".join(path.read_text() for path in (REPO / "services").glob("*/src/*/metrics.py"))
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", m)
+        for e in exprs
+        for m in re.findall(r"roomcast_[a-z_]+", e)
+    }
+    assert used
+    for metric in used:
+        assert f'"{metric}"' in sources, f"dashboard uses {metric}, which no service exports"
