@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from roomcast_publisher.logfilter import RepeatFilter
+from roomcast_core.logfilter import RepeatFilter
 
 
 def record(name: str, msg: str, *args: object) -> logging.LogRecord:
@@ -21,3 +21,9 @@ def test_repeats_are_dropped_until_the_interval_passes() -> None:
     assert quiet.filter(record("aiokafka.conn", template, 1, "refused"))  # another logger
     now[0] += 10.5
     assert quiet.filter(record("aiokafka.client", template, 1, "refused"))
+
+
+def test_our_own_lines_are_never_dropped() -> None:
+    quiet = RepeatFilter(every=10, clock=lambda: 0.0)
+    for _ in range(3):
+        assert quiet.filter(record("roomcast_publisher.app", "kafka link down"))

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 
+from roomcast_core.logfilter import RepeatFilter
 from roomcast_core.settings import LogSettings
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -59,6 +60,7 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter(service) if settings.format == "json" else TextFormatter(service)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

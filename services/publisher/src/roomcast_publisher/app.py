@@ -18,7 +18,6 @@ from roomcast_publisher.adapters.kafka_sink import KafkaSink
 from roomcast_publisher.adapters.redis_idempotency import RedisIdempotencyStore
 from roomcast_publisher.domain.publishing import Publisher, PublishPolicy
 from roomcast_publisher.keys import PUBLISHER_KEY, PUBLISHER_METRICS_KEY, SETTINGS_KEY
-from roomcast_publisher.logfilter import KAFKA_CLIENT_LOGGERS, quiet_repeats
 from roomcast_publisher.metrics import PublisherMetrics
 from roomcast_publisher.models import ENVELOPE_BYTES
 from roomcast_publisher.observe import request_counter
@@ -40,7 +39,6 @@ def _links_ctx(settings: Settings) -> CleanupCtx:
     """Redis and Kafka, and the Publisher on top of them; Kafka reconnects in the background."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        quiet_repeats(KAFKA_CLIENT_LOGGERS)
         timeout = settings.redis.timeout
         client = aioredis.from_url(
             settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout
