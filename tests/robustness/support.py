@@ -215,10 +215,21 @@ class RecordedClient:
 
 
 async def publish_direct(
-    publisher: Publisher, ledger: Ledger, count: int, room: str | None = None, **fields: Any
+    publisher: Publisher,
+    ledger: Ledger,
+    count: int,
+    room: str | None = None,
+    *,
+    pad: str = "",
+    first: int = 0,
+    **fields: Any,
 ) -> list[str]:
-    """Write `count` records straight to Kafka (as the publisher would) and record them."""
-    msgs = [message({"seq": i}, room=room, **fields) for i in range(count)]
+    """Write `count` records straight to Kafka (as the publisher would) and record them.
+
+    Payloads are {"seq": first + i} (plus "pad" when given, to make them heavy).
+    """
+    payloads = [{"seq": first + i, **({"pad": pad} if pad else {})} for i in range(count)]
+    msgs = [message(p, room=room, **fields) for p in payloads]
     positions = await publisher.send_many(msgs)
     for msg, position in zip(msgs, positions, strict=True):
         ledger.acknowledged(Sent(msg.message_id, position, msg.topic, msg.type, msg.room))
