@@ -1,0 +1,3 @@
+from roomcast_client.cli import main
+
+main()
