@@ -5,6 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 UV = $(shell scripts/ensure-uv.sh)
 PYTEST_ARGS ?=
+SOAK_SECONDS ?= 120
 EDGES ?= 1
 
 .PHONY: help install lint typecheck test test-unit run clean
@@ -59,3 +60,8 @@ bench: install bench-node ## full benchmark: roomcast vs Node ws vs naive aiohtt
 
 bench-quick: install bench-node ## quick benchmark (C = 400, under two minutes); writes bench/results/quick.json
 	$(UV) run python -m bench --plan quick
+
+.PHONY: soak
+
+soak: install ## bounded soak (SOAK_SECONDS, default 120): publishes, client churn, stalled clients, one Kafka restart; prints the ledger, fails on any loss
+	SOAK_SECONDS=$(SOAK_SECONDS) $(UV) run python -m tests.robustness.soak
