@@ -211,7 +211,9 @@ async def _stalled(edge: ServiceProcess) -> websockets.ClientConnection:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", edge.port))
-    ws, _ = await connect(edge, {"sock": sock, "max_queue": 1}, token=token(), roomIds=HEAVY_ROOM)
+    # close_timeout: at the end a stalled client is dropped, not politely closed.
+    options = {"sock": sock, "max_queue": 1, "close_timeout": 0.5}
+    ws, _ = await connect(edge, options, token=token(), roomIds=HEAVY_ROOM)
     return ws
 
 
