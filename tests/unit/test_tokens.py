@@ -112,3 +112,14 @@ def test_hs256_signed_with_public_key_is_refused() -> None:
     )
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     assert _reason(verifier, signing_input + "." + b64(signature)) == "bad_algorithm"
+
+
+@pytest.mark.parametrize("alg", [["HS256"], {"a": 1}, None, 7])
+def test_a_non_string_algorithm_is_refused(alg: object) -> None:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": "u"}).encode())
+    verifier = TokenVerifier([VerificationKey("HS256", SECRET)])
+    assert _reason(verifier, f"{header}.{body}.c2ln") in {"bad_algorithm", "malformed"}

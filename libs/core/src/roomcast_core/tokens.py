@@ -143,7 +143,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise TokenError("malformed", f"token is not a JWT: {exc}") from None
         algorithm = header.get("alg")
-        if algorithm not in self._algorithms:
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise TokenError("bad_algorithm", f"algorithm {algorithm!r} is not accepted")
         kid = header.get("kid")
         candidates = [
