@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -36,6 +37,8 @@ def _traced_env(infra: Infra, topic: str, receiver: OtlpReceiver) -> dict[str, s
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc" if grpc else "http/protobuf",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # One variant also asks the edge to put the trace id into each push's meta.
+        "ROOMCAST_EDGE__TRACE_ID_IN_META": "false" if grpc else "true",
     }
 
 
@@ -47,7 +50,7 @@ def _one(spans: list[ReceivedSpan], **match: object) -> ReceivedSpan:
 
 async def _publish_and_receive(
     publisher: ServiceProcess, edge: ServiceProcess, topic_name: str
-) -> str:
+) -> dict[str, Any]:
     token = TokenIssuer("HS256", SECRET).issue("u", "d", 300).token
     url = edge.url.replace("http://", "ws://") + f"/ws?token={token}&topics={topic_name}:event"
     async with websockets.connect(url) as ws:
@@ -62,9 +65,9 @@ async def _publish_and_receive(
         ):
             assert response.status == 202
             message_id = str((await response.json())["message_id"])
-        push = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        push: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 20))
         assert push["meta"]["message_id"] == message_id
-    return message_id
+    return push
 
 
 async def test_one_trace_links_publish_to_fanout(
@@ -73,7 +76,8 @@ async def test_one_trace_links_publish_to_fanout(
     env = _traced_env(infra, topic, receiver)
     publisher = start_service("publisher", env)
     edge = start_service("edge", env)
-    message_id = await _publish_and_receive(publisher, edge, "order")
+    push = await _publish_and_receive(publisher, edge, "order")
+    message_id = push["meta"]["message_id"]
 
     def complete(spans: list[ReceivedSpan]) -> bool:
         return any(s.name == "roomcast.fanout" for s in spans) and any(
@@ -106,5 +110,9 @@ async def test_one_trace_links_publish_to_fanout(
     assert fanout.attributes["messaging.destination.name"] == topic
     assert fanout.attributes["roomcast.topic"] == "order"
     assert fanout.attributes["roomcast.room"] == ""
+    if env["ROOMCAST_EDGE__TRACE_ID_IN_META"] == "true":
+        assert push["meta"]["trace_id"] == server.trace_id
+    else:
+        assert "trace_id" not in push["meta"]
     # Deliveries are counted on the fan-out span, never one span each.
     assert not [s for s in spans if s.service == "roomcast-edge" and s.kind == PRODUCER]
