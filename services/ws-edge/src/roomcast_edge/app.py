@@ -52,6 +52,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     for conn in list(node.connections.values()):
         node.close(conn, 1001, "going away")
     await node.wait_closed(2.0)
+    node.abort_all()
 
 
 def _task_ctx(

@@ -1,26 +1,24 @@
-"""GET /ws: authenticate, upgrade, then feed client frames to the node."""
+"""GET /ws: authenticate, answer the upgrade, then hand the socket to a Connection."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from roomcast_core.errors import error_response
 from roomcast_core.tokens import TokenClaims, TokenError, authenticate
+from roomcast_edge import handshake
 from roomcast_edge.connection import Connection
 from roomcast_edge.domain import protocol
 from roomcast_edge.domain.positions import PositionError, parse_vector
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.keys import METRICS_KEY, NODE_KEY, PRESENCE_KEY, SETTINGS_KEY, VERIFIER_KEY
 from roomcast_edge.metrics import EdgeMetrics
-from roomcast_edge.node import ConnectRequest
+from roomcast_edge.node import ConnectRequest, Node
 
 log = logging.getLogger(__name__)
-
-# Seconds the server waits for the client's answer to its close frame.
-CLOSE_TIMEOUT = 5.0
 
 
 class _FailOpenRevocations:
@@ -94,48 +92,64 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         since=since,
     )
 
-    ws = web.WebSocketResponse(
-        autoping=False,  # pings are life: we answer them ourselves
-        # Off by default: aiohttp's own per-connection deflate context costs ~200 KB
-        # per client. When on, pushes are compressed once per message (fanout).
-        compress=settings.compression,
-        max_msg_size=settings.max_frame_bytes,
-        timeout=CLOSE_TIMEOUT,
-    )
-    if not ws.can_prepare(request).ok:
+    upgrade = handshake.upgrade(request.headers, settings.compression)
+    if upgrade is None:
         return _refuse(
             metrics, 400, "websocket_required", "this endpoint needs a WebSocket upgrade"
         )
-    await ws.prepare(request)
+    if _still_draining(node):  # it may have begun while the token was checked
+        return _refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
     transport = request.transport
-    if transport is None or node.draining:
-        await ws.close(code=1012, message=b"service restart")
-        return ws
+    if transport is None or transport.is_closing():
+        return _TakenOver()  # the client is gone already
     loop = node.loop
     rate = settings.request_rate
-    conn = Connection(ws, transport, claims, TokenBucket(rate, 2 * rate, loop.time()), loop.time())
-    conn.deflate = int(ws.compress or 0)
-    try:
-        node.open(conn, connect)
-        async for message in ws:
-            kind = message.type
-            if kind is WSMsgType.PONG:
-                continue  # answers to our pings prove the path, not the client
-            conn.last_life = loop.time()
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                node.handle_text(conn, message.data)
-            elif kind is WSMsgType.PING:
-                node.pong(conn, message.data)
-            elif kind is WSMsgType.ERROR:
-                break
-    finally:
-        if conn.close_task is not None:
-            # The handler lives until its close handshake is over; shielded so a
-            # cancelled handler does not cut the close frame short.
-            await asyncio.shield(conn.close_task)
-        else:
-            node.forget(conn)
-            if ws.close_code == 1009:
-                metrics.drops.labels("frame_too_large").inc()
-            await ws.close()
-    return ws
+    conn = Connection(
+        node,
+        transport,
+        claims,
+        TokenBucket(rate, 2 * rate, loop.time()),
+        loop.time(),
+        settings.max_frame_bytes,
+        upgrade.deflate,
+    )
+    transport.write(upgrade.response)
+    tail = _take_over(request, transport, conn)
+    node.open(conn, connect)
+    if tail:
+        conn.data_received(tail)
+    return _TakenOver()
+
+
+def _still_draining(node: Node) -> bool:
+    # A function, so the check after an await is not taken for the one before it.
+    return node.draining
+
+
+class _TakenOver(web.StreamResponse):
+    """What the handler returns once the socket is ours: aiohttp has nothing to write."""
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+def _take_over(request: web.Request, transport: asyncio.Transport, conn: Connection) -> bytes:
+    """Hand the socket from aiohttp's HTTP protocol to `conn`; returns bytes already read.
+
+    Done synchronously right after the 101 is written, so every later client byte
+    reaches `conn`. aiohttp's protocol is then told its connection is over (which
+    lets its request, parser and task go) with its transport detached first, so it
+    neither writes to nor closes the socket.
+    """
+    http = request.protocol
+    # Frames a client sent together with its upgrade request, buffered by aiohttp.
+    tail = getattr(http, "_message_tail", b"")
+    http.transport = None
+    transport.set_protocol(conn)
+    http.connection_lost(None)
+    if not transport.is_reading():
+        transport.resume_reading()  # aiohttp may have paused it
+    return bytes(tail) if tail else b""

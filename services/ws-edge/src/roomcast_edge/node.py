@@ -8,7 +8,6 @@ step with no await in between, so no message can fall into the seam or arrive tw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -29,7 +28,9 @@ log = logging.getLogger(__name__)
 
 # A client whose requests are refused this many times in a row is closed (1008).
 ABUSE_STRIKES = 200
-# After a close frame, how long a client that stopped reading keeps its socket.
+# Seconds the server waits for the client's answer to its close frame.
+CLOSE_TIMEOUT = 5.0
+# After that, how long a client that stopped reading keeps its socket.
 ABORT_AFTER_CLOSE = 5.0
 
 CLOSE_HEARTBEAT = (4000, "heartbeat timeout")
@@ -61,7 +62,8 @@ class Node:
         self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow)
         self.connections: dict[str, Connection] = {}
         self._by_jti: dict[str, set[Connection]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        # Connections whose close frame is out and whose socket is not closed yet.
+        self._closing: set[Connection] = set()
         self.caught_up = False
         self.draining = False
         metrics.connections.set_function(lambda: len(self.connections))
@@ -287,10 +289,18 @@ class Node:
         self.forget(conn)
         if drop is not None:
             self.metrics.drops.labels(drop).inc()
-        task = self.loop.create_task(self._close_ws(conn, code, reason))
-        conn.close_task = task
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        if not conn.transport.is_closing():
+            self._closing.add(conn)
+            conn.send_close(code, reason, CLOSE_TIMEOUT, ABORT_AFTER_CLOSE)
+
+    def refuse(self, conn: Connection, code: int, reason: str) -> None:
+        """A client frame broke the protocol or a limit (1002, 1007, 1009)."""
+        self.close(conn, code, reason, drop="frame_too_large" if code == 1009 else None)
+
+    def lost(self, conn: Connection) -> None:
+        """The client closed, or the socket is gone."""
+        self.forget(conn)
+        self._closing.discard(conn)
 
     def forget(self, conn: Connection) -> None:
         """Take conn out of every index; nothing more is queued to it."""
@@ -305,24 +315,21 @@ class Node:
             if not same_token:
                 del self._by_jti[conn.jti]
 
-    async def _close_ws(self, conn: Connection, code: int, reason: str) -> None:
-        transport = conn.transport
-        try:
-            await conn.ws.close(code=code, message=reason.encode(), drain=False)
-        except Exception as exc:  # the peer may be gone already
-            log.debug("close failed", extra={"connection_id": conn.id, "error": repr(exc)})
-        finally:
-            if transport.get_write_buffer_size():
-                # A client that stopped reading would hold the buffer forever.
-                self.loop.call_later(ABORT_AFTER_CLOSE, transport.abort)
-
     def _slow(self, conn: Connection) -> None:
         self.close(conn, *CLOSE_SLOW, drop="slow_consumer")
 
     async def wait_closed(self, timeout: float) -> None:
-        if self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(set(self._closing), timeout=timeout)
+        """Until every connection closed from our side has its socket closed."""
+        deadline = self.loop.time() + timeout
+        while self._closing and self.loop.time() < deadline:
+            self._closing = {c for c in self._closing if not c.transport.is_closing()}
+            await asyncio.sleep(0.05)
+
+    def abort_all(self) -> None:
+        """At shutdown: end every socket still open, answered or not."""
+        for conn in [*self.connections.values(), *self._closing]:
+            conn.transport.abort()
+        self._closing.clear()
 
 
 def _echo(data: str | bytes) -> tuple[object, str]:
