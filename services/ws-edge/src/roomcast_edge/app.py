@@ -22,11 +22,13 @@ from roomcast_edge.keys import (
     METRICS_KEY,
     NODE_KEY,
     PRESENCE_KEY,
+    REVOCATIONS_KEY,
     SETTINGS_KEY,
     VERIFIER_KEY,
 )
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
+from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
 
 
@@ -40,6 +42,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     presence = RedisPresence(client)
     app[PRESENCE_KEY] = presence
+    app[REVOCATIONS_KEY] = BatchedRevocations(presence, app[METRICS_KEY])
     app[HEALTH_KEY].add_check("redis", presence.readiness)
     yield
     await client.aclose()

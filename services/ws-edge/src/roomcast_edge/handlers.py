@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiohttp import web
 
@@ -14,33 +13,9 @@ from roomcast_edge.connection import Connection
 from roomcast_edge.domain import protocol
 from roomcast_edge.domain.positions import PositionError, parse_vector
 from roomcast_edge.domain.ratelimit import TokenBucket
-from roomcast_edge.keys import METRICS_KEY, NODE_KEY, PRESENCE_KEY, SETTINGS_KEY, VERIFIER_KEY
+from roomcast_edge.keys import METRICS_KEY, NODE_KEY, REVOCATIONS_KEY, SETTINGS_KEY, VERIFIER_KEY
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import ConnectRequest, Node
-
-log = logging.getLogger(__name__)
-
-
-class _FailOpenRevocations:
-    """Revocation lookups at connect that tolerate a Redis outage.
-
-    Fail open: while Redis is unreachable a revoked but otherwise valid token can
-    connect (counted in roomcast_edge_redis_errors_total); it is closed by the sweep
-    once Redis is back. Refusing every client during an outage would be worse for
-    a push service whose tokens are short-lived and signed.
-    """
-
-    def __init__(self, request: web.Request, metrics: EdgeMetrics) -> None:
-        self._presence = request.app[PRESENCE_KEY]
-        self._metrics = metrics
-
-    async def is_revoked(self, jti: str) -> bool:
-        try:
-            return await self._presence.is_revoked(jti)
-        except Exception as exc:
-            self._metrics.redis_errors.labels("is_revoked").inc()
-            log.warning("revocation unreadable, connecting anyway", extra={"error": repr(exc)})
-            return False
 
 
 def _token(request: web.Request) -> str:
@@ -74,9 +49,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if not token:
         return _refuse(metrics, 401, "unauthorized", "a token is required")
     try:
-        claims: TokenClaims = await authenticate(
-            token, app[VERIFIER_KEY], _FailOpenRevocations(request, metrics)
-        )
+        claims: TokenClaims = await authenticate(token, app[VERIFIER_KEY], app[REVOCATIONS_KEY])
     except TokenError as exc:
         return _refuse(metrics, 401, "unauthorized", f"token refused: {exc}")
     since_text = request.query.get("since")

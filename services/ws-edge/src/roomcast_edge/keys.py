@@ -9,9 +9,11 @@ from roomcast_core.tokens import TokenVerifier
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
+from roomcast_edge.revocations import BatchedRevocations
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 METRICS_KEY = web.AppKey("edge_metrics", EdgeMetrics)
 VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
 PRESENCE_KEY = web.AppKey("presence", RedisPresence)
 NODE_KEY = web.AppKey("node", Node)
+REVOCATIONS_KEY = web.AppKey("revocations", BatchedRevocations)
