@@ -26,7 +26,7 @@ import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.messages import is_connected, sent_time
-from bench.system import raise_nofile_limit
+from bench.system import cpu_times, raise_nofile_limit
 
 
 @dataclass
@@ -251,6 +251,15 @@ class LoadGenerator:
 
     async def close(self) -> None:
         await self._all("close", [()] * self._size)
+
+    def cpu_seconds(self) -> float:
+        """CPU (user + kernel) the worker processes have used so far, all together."""
+        total = 0.0
+        for proc in self._procs:
+            if proc.pid is not None:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    total += cpu_times(proc.pid).total
+        return total
 
     def stop(self) -> None:
         for pipe in self._pipes:

@@ -177,6 +177,7 @@ async def sustained(
     total = max(1, round(messages_per_s * seconds))
     sends: list[asyncio.Task[None]] = []
     before = cpu_times(target.pid)
+    load_before = load.cpu_seconds()
     started = time.monotonic()
     sent = 0
     while sent < total:
@@ -190,6 +191,10 @@ async def sustained(
     await asyncio.gather(*sends)
     await wait_for_deliveries(load, connections * total, quiet=5.0, cap=60.0)
     delta = cpu_times(target.pid) - before
+    # The clients' own CPU over the step: near 1.0 per load core means they, not the
+    # server, set the latency.
+    load_cpu = load.cpu_seconds() - load_before
+    elapsed = time.monotonic() - started
     lag_after = await _lag_buckets(target)
     stats = await load.stats()
     delivery = Delivery.of(stats.counts, total, connections)
@@ -208,6 +213,8 @@ async def sustained(
         "duplicated": delivery.duplicated,
         "cpu_us_per_delivery": cpu["cpu_us"],
         "kernel_share": cpu["kernel_share"],
+        "server_cpu_share": round(delta.total / elapsed, 3) if elapsed > 0 else None,
+        "load_cpu_share": round(load_cpu / elapsed, 3) if elapsed > 0 else None,
         "latency_ms": None if latency is None else _latency_dict(latency),
     }
 
