@@ -12,6 +12,7 @@ from aiohttp import web
 
 from roomcast_core.logs import configure_logging
 from roomcast_core.settings import Settings, SettingsError, load_settings
+from roomcast_core.tokens import StartupError
 
 
 def load_or_exit(service: str, *, needs_jwt_secret: bool = False) -> Settings:
@@ -46,7 +47,11 @@ def serve(
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StartupError as exc:
+        print(f"roomcast-{service}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if on_sigterm is not None:
         app.on_startup.append(_sigterm_handler(on_sigterm))
     web.run_app(

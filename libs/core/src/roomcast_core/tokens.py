@@ -32,6 +32,10 @@ PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 
+class StartupError(Exception):
+    """A service cannot start as configured (no usable key, JWKS unreachable)."""
+
+
 class TokenError(Exception):
     """A token that must be refused. ``reason`` is a short snake_case cause."""
 
@@ -251,6 +255,29 @@ def issuer_from_settings(settings: JwtSettings) -> TokenIssuer:
     return TokenIssuer(_algorithm_of(key), key, settings.kid or None)
 
 
+def fetch_jwks(url: str, deadline: float = 30.0) -> dict[str, Any]:
+    """GET a JWKS document, retrying until `deadline` seconds have passed.
+
+    Verification keys are read once at start: rotate by publishing the new key in the
+    JWKS, restarting the edges (rolling), and only then signing with it.
+    """
+    import urllib.error
+    import urllib.request
+
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - operator's URL
+                document: dict[str, Any] = json.loads(response.read())
+                return document
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            if time.monotonic() >= give_up:
+                raise StartupError(
+                    f"cannot read the JWKS at {url} (ROOMCAST_JWT__JWKS_URL): {exc}"
+                ) from None
+            time.sleep(1.0)
+
+
 def verifier_from_settings(
     settings: JwtSettings, jwks: dict[str, Any] | None = None
 ) -> TokenVerifier:
@@ -270,8 +297,15 @@ def verifier_from_settings(
             )
         if settings.jwks_file:
             keys.extend(keys_from_jwks(json.loads(Path(settings.jwks_file).read_text())))
+        if settings.jwks_url:
+            keys.extend(keys_from_jwks(fetch_jwks(settings.jwks_url)))
     if jwks:
         keys.extend(keys_from_jwks(jwks))
+    if not keys:
+        raise StartupError(
+            f"no {settings.algorithm} verification key: set ROOMCAST_JWT__PRIVATE_KEY_FILE, "
+            "ROOMCAST_JWT__JWKS_FILE or ROOMCAST_JWT__JWKS_URL"
+        )
     return TokenVerifier(keys, leeway=settings.leeway)
 
 
