@@ -1,22 +1,11 @@
-"""Fixtures of the robustness suite (helpers live in support.py and ledger.py)."""
+"""Fixtures of the robustness suite (helpers live in support.py and ledger.py).
+
+`publisher` writes roomcast records straight to the session Kafka on this test's
+topic; it is the edge suite's fixture, shared rather than copied.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from tests.integration.edge.conftest import publisher
 
-import pytest_asyncio
-from aiokafka import AIOKafkaProducer
-
-from tests.conftest import Infra
-from tests.integration.edge.conftest import Publisher
-
-
-@pytest_asyncio.fixture
-async def publisher(infra: Infra, topic: str) -> AsyncIterator[Publisher]:
-    """Writes roomcast records straight to the session Kafka, on this test's topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        yield Publisher(producer, topic)
-    finally:
-        await producer.stop()
+__all__ = ["publisher"]
