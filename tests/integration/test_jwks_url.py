@@ -83,6 +83,7 @@ def test_unreachable_jwks_stops_the_edge_with_one_line(infra: Infra, topic: str)
             "ROOMCAST_EDGE__PORT": str(free_port()),
             "ROOMCAST_JWT__ALGORITHM": "EdDSA",
             "ROOMCAST_JWT__JWKS_URL": f"http://127.0.0.1:{free_port()}/.well-known/jwks.json",
+            "ROOMCAST_JWT__JWKS_TIMEOUT": "2",
         },
         capture_output=True,
         text=True,

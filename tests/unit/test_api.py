@@ -51,8 +51,11 @@ async def test_aiohttp_errors_become_json_errors() -> None:
 
     from roomcast_core.api import error_middleware
 
+    async def only_get(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     app = web.Application(middlewares=[error_middleware])
-    app.router.add_get("/only-get", lambda _: web.Response(text="ok"))
+    app.router.add_get("/only-get", only_get)
     async with TestClient(TestServer(app)) as client:
         missing = await client.get("/nope")
         assert missing.status == 404

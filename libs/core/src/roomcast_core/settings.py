@@ -66,6 +66,7 @@ class JwtSettings:
     jwks_url: str
     previous_secrets: tuple[str, ...]
     leeway: int
+    jwks_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,7 @@ def _validators() -> list[Validator]:
                 "edge.request_rate",
                 "edge.history_age",
                 "edge.drain_seconds",
+                "jwt.jwks_timeout",
             ],
             _is_positive,
             "a positive number",
@@ -377,6 +379,7 @@ def _freeze(dyn: Any) -> Settings:
             jwks_url=jwt.jwks_url,
             previous_secrets=_split(jwt.previous_secrets),
             leeway=jwt.leeway,
+            jwks_timeout=float(jwt.jwks_timeout),
         ),
         auth=AuthSettings(
             host=dyn.auth.host,

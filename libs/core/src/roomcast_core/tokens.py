@@ -255,7 +255,7 @@ def issuer_from_settings(settings: JwtSettings) -> TokenIssuer:
     return TokenIssuer(_algorithm_of(key), key, settings.kid or None)
 
 
-def fetch_jwks(url: str, deadline: float = 30.0) -> dict[str, Any]:
+def fetch_jwks(url: str, deadline: float) -> dict[str, Any]:
     """GET a JWKS document, retrying until `deadline` seconds have passed.
 
     Verification keys are read once at start: rotate by publishing the new key in the
@@ -298,7 +298,7 @@ def verifier_from_settings(
         if settings.jwks_file:
             keys.extend(keys_from_jwks(json.loads(Path(settings.jwks_file).read_text())))
         if settings.jwks_url:
-            keys.extend(keys_from_jwks(fetch_jwks(settings.jwks_url)))
+            keys.extend(keys_from_jwks(fetch_jwks(settings.jwks_url, settings.jwks_timeout)))
     if jwks:
         keys.extend(keys_from_jwks(jwks))
     if not keys:
