@@ -8,14 +8,17 @@ PYTEST_ARGS ?=
 SOAK_SECONDS ?= 120
 EDGES ?= 1
 
-.PHONY: help install lint typecheck test test-unit run clean
+.PHONY: help install-runtime install lint typecheck test test-unit run clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-install: ## install what is missing: uv, Python deps (locked), redis-server, Kafka jars, helm, podman
+install-runtime: ## install what running the stack needs: uv, Python deps (locked), redis-server, Kafka jars
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare
+
+install: install-runtime ## install what the tests need too: chromium, helm, podman
+	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
 	@scripts/ensure-podman.sh
 
@@ -32,7 +35,7 @@ test: install lint typecheck ## everything: lint, types and the whole test suite
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)
 
-run: install ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
+run: install-runtime ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
 	$(UV) run roomcast-harness stack --edges $(EDGES)
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
@@ -55,13 +58,13 @@ images: ## build the three service images (podman or docker; ROOMCAST_LOCAL_BASE
 bench-node: ## install the Node.js benchmark peer's packages (npm ci, locked)
 	cd bench/peers/node && npm ci --no-audit --no-fund --loglevel=error
 
-bench: install bench-node ## full benchmark: roomcast vs Node ws vs naive aiohttp, C = 1k/5k/10k (~15 min); writes bench/results/
+bench: install-runtime bench-node ## full benchmark: roomcast vs Node ws vs naive aiohttp, C = 1k/5k/10k (~15 min); writes bench/results/
 	$(UV) run python -m bench --plan full
 
-bench-quick: install bench-node ## quick benchmark (C = 400, under two minutes); writes bench/results/quick.json
+bench-quick: install-runtime bench-node ## quick benchmark (C = 400, under two minutes); writes bench/results/quick.json
 	$(UV) run python -m bench --plan quick
 
 .PHONY: soak
 
-soak: install ## bounded soak (SOAK_SECONDS, default 120): publishes, client churn, stalled clients, one Kafka restart; prints the ledger, fails on any loss
+soak: install-runtime ## bounded soak (SOAK_SECONDS, default 120): publishes, client churn, stalled clients, one Kafka restart; prints the ledger, fails on any loss
 	SOAK_SECONDS=$(SOAK_SECONDS) $(UV) run python -m tests.robustness.soak

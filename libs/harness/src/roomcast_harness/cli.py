@@ -20,10 +20,11 @@ from roomcast_harness.redis_server import RedisServer, ensure_redis_installed
 from roomcast_harness.stack import StackOptions, run_stack
 
 
-def _prepare(_: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> int:
     print(f"redis-server: {ensure_redis_installed()}")
     print(f"kafka jars:   {ensure_kafka_jars()}")
-    print(f"chromium:     {ensure_program('chromium', 'chromium')}")
+    if args.browser:
+        print(f"chromium:     {ensure_program('chromium', 'chromium')}")
     return 0
 
 
