@@ -1,6 +1,7 @@
 """roomcast-harness: install and run the local infrastructure.
 
-prepare   install redis-server if missing and resolve the Kafka jars (cached)
+prepare   install redis-server if missing and resolve the Kafka jars (cached);
+            --browser also installs chromium for the browser test
 infra     start Redis and Kafka on free ports, print their addresses, run until Ctrl-C
 """
 
@@ -73,9 +74,9 @@ def _stack(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="roomcast-harness", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "prepare", help="install redis-server and chromium, resolve the Kafka jars"
-    ).set_defaults(func=_prepare)
+    prepare = sub.add_parser("prepare", help="install redis-server, resolve the Kafka jars")
+    prepare.add_argument("--browser", action="store_true", help="also install chromium (tests)")
+    prepare.set_defaults(func=_prepare)
     infra = sub.add_parser("infra", help="run Redis and Kafka until interrupted")
     infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
     infra.set_defaults(func=_infra)
