@@ -11,7 +11,7 @@ EDGES ?= 1
 .PHONY: help install-runtime install lint typecheck test test-unit run clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 install-runtime: ## install what running the stack needs: uv, Python deps (locked), redis-server, Kafka jars
 	$(UV) sync --frozen
