@@ -8,7 +8,17 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART, COMPONENTS, REPO, Rendered, container, container_port, render
+from tests.deploy.chart import (
+    CHART,
+    COMPONENTS,
+    REPO,
+    Rendered,
+    container,
+    container_port,
+    helm,
+    render,
+    template_args,
+)
 
 KEYS = list(COMPONENTS)
 SPEC_PORTS = {"auth": 8080, "wsEdge": 8081, "publisher": 8082}
@@ -332,3 +342,36 @@ def test_grafana_dashboard_is_optional_and_uses_real_metrics(
     assert used
     for metric in used:
         assert f'"{metric}"' in sources, f"dashboard uses {metric}, which no service exports"
+
+
+def test_asymmetric_keys_mint_only_in_auth_and_edges_read_its_jwks() -> None:
+    rendered = render(values={"jwt.algorithm": "EdDSA", "jwt.privateKeySecret": "rc-jwt-key"})
+    env = {key: {e["name"]: e for e in container(rendered.deployment(key))["env"]} for key in KEYS}
+    for key in KEYS:
+        assert "ROOMCAST_JWT__SECRET" not in env[key], key
+    auth_file = env["auth"]["ROOMCAST_JWT__PRIVATE_KEY_FILE"]["value"]
+    auth = rendered.deployment("auth")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in container(rendered.deployment("auth"))["volumeMounts"]}
+    assert auth_file.startswith(mounts["jwt-key"]["mountPath"] + "/")
+    assert mounts["jwt-key"]["readOnly"] is True
+    volume = next(v for v in auth["volumes"] if v["name"] == "jwt-key")
+    assert volume["secret"]["secretName"] == "rc-jwt-key"
+    assert env["auth"]["ROOMCAST_JWT__KID"]["value"] == "k1"
+    auth_port = container_port(container(rendered.deployment("auth")), "http")
+    assert (
+        env["wsEdge"]["ROOMCAST_JWT__JWKS_URL"]["value"]
+        == f"http://rc-roomcast-auth:{auth_port}/.well-known/jwks.json"
+    )
+    for key in ("wsEdge", "publisher"):
+        spec = rendered.deployment(key)["spec"]["template"]["spec"]
+        assert "jwt-key" not in {v["name"] for v in spec["volumes"]}, key
+        assert "ROOMCAST_JWT__PRIVATE_KEY_FILE" not in env[key], key
+
+
+def test_asymmetric_keys_need_a_key_secret_and_a_known_algorithm() -> None:
+    missing = helm(*template_args((), {"jwt.algorithm": "ES256"}), check=False)
+    assert missing.returncode != 0
+    assert "jwt.privateKeySecret" in missing.stderr
+    unknown = helm(*template_args((), {"jwt.algorithm": "none"}), check=False)
+    assert unknown.returncode != 0
+    assert "algorithm" in unknown.stderr
