@@ -11,23 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import websockets
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from roomcast_core.tokens import TokenIssuer
 from roomcast_harness.procs import free_port
 from tests.conftest import Infra, ServiceFactory
-
-
-def _private_key_file(path: Path, key: ed25519.Ed25519PrivateKey) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
+from tests.integration.auth.forge import write_key
 
 
 async def test_edge_verifies_tokens_with_keys_from_the_jwks_url(
@@ -39,7 +28,7 @@ async def test_edge_verifies_tokens_with_keys_from_the_jwks_url(
         {
             **infra.env(topic),
             "ROOMCAST_JWT__ALGORITHM": "EdDSA",
-            "ROOMCAST_JWT__PRIVATE_KEY_FILE": str(_private_key_file(tmp_path / "k.pem", key)),
+            "ROOMCAST_JWT__PRIVATE_KEY_FILE": str(write_key(tmp_path / "k.pem", key)),
             "ROOMCAST_JWT__KID": "k1",
         },
     )

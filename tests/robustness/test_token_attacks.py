@@ -260,13 +260,7 @@ def eddsa(
 ) -> Iterator[tuple[Services, ed25519.Ed25519PrivateKey]]:
     workdir = Path(tmp_path_factory.mktemp("eddsa"))
     key = ed25519.Ed25519PrivateKey.generate()
-    (workdir / "signing.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    forge.write_key(workdir / "signing.pem", key)
     # The edge gets only the public key, as a JWKS: it can verify, never mint.
     jwks = jwks_document(TokenVerifier([VerificationKey("EdDSA", key.public_key(), "k1")]))
     (workdir / "public.jwks").write_bytes(orjson.dumps(jwks))

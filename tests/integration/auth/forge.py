@@ -7,9 +7,25 @@ import hashlib
 import hmac
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives import serialization
+
+from roomcast_core.tokens import PrivateKey
+
+
+def write_key(path: Path, key: PrivateKey) -> Path:
+    """A private key as the unencrypted PKCS#8 PEM file auth reads."""
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
 
 
 def b64(data: bytes) -> str:

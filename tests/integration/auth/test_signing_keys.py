@@ -23,17 +23,7 @@ from roomcast_core.tokens import (
 from tests.conftest import ServiceFactory
 from tests.integration.auth import forge
 from tests.integration.auth.conftest import SECRET, Http, auth_env
-
-
-def write_key(path: Path, key: PrivateKey) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
+from tests.integration.auth.forge import write_key
 
 
 def public_pem(key: PrivateKey) -> bytes:
