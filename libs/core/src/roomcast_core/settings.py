@@ -87,6 +87,7 @@ class EdgeSettings:
     max_subscriptions: int
     max_connections: int
     max_frame_bytes: int
+    max_fragments: int
     request_rate: float
     max_outbound_bytes: int
     history_size: int
@@ -193,6 +194,7 @@ def _validators() -> list[Validator]:
                 "edge.max_subscriptions",
                 "edge.max_connections",
                 "edge.max_frame_bytes",
+                "edge.max_fragments",
                 "edge.max_outbound_bytes",
                 "edge.history_size",
                 "publisher.max_payload_bytes",
@@ -396,6 +398,7 @@ def _freeze(dyn: Any) -> Settings:
             max_subscriptions=dyn.edge.max_subscriptions,
             max_connections=dyn.edge.max_connections,
             max_frame_bytes=dyn.edge.max_frame_bytes,
+            max_fragments=dyn.edge.max_fragments,
             request_rate=float(dyn.edge.request_rate),
             max_outbound_bytes=dyn.edge.max_outbound_bytes,
             history_size=dyn.edge.history_size,
