@@ -92,6 +92,8 @@ class EdgeSettings:
     max_outbound_bytes: int
     history_size: int
     history_age: float
+    history_bytes: int
+    partition_check_interval: float
     drain_seconds: float
     compression: bool
     trace_id_in_meta: bool
@@ -178,6 +180,7 @@ def _validators() -> list[Validator]:
                 "edge.heartbeat_check_interval",
                 "edge.request_rate",
                 "edge.history_age",
+                "edge.partition_check_interval",
                 "edge.drain_seconds",
                 "jwt.jwks_timeout",
             ],
@@ -197,6 +200,7 @@ def _validators() -> list[Validator]:
                 "edge.max_fragments",
                 "edge.max_outbound_bytes",
                 "edge.history_size",
+                "edge.history_bytes",
                 "publisher.max_payload_bytes",
                 "publisher.max_batch",
                 "publisher.idempotency_window",
@@ -403,6 +407,8 @@ def _freeze(dyn: Any) -> Settings:
             max_outbound_bytes=dyn.edge.max_outbound_bytes,
             history_size=dyn.edge.history_size,
             history_age=float(dyn.edge.history_age),
+            history_bytes=dyn.edge.history_bytes,
+            partition_check_interval=float(dyn.edge.partition_check_interval),
             drain_seconds=float(dyn.edge.drain_seconds),
             compression=dyn.edge.compression,
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
