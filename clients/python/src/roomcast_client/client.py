@@ -4,17 +4,24 @@ It keeps the rooms and subscriptions it was asked for and the position vector of
 what it has seen; after a drop it reconnects with exponential backoff and jitter,
 passing both in the connect URL (`roomIds`, `topics`, `since`) so the edge replays
 what was missed and then goes live with no gap and no duplicate.
+
+Given a token provider (a function returning a fresh token, sync or async) it also
+keeps the connection's token fresh: it sends `refresh` on the open socket ahead of
+expiry (with jitter), and after a 4001 close or a `token_expired` refusal it fetches
+a new token and reconnects with `since`. After a terminal close (1008, 1009, 1002,
+1007) or a revoked token it stops: retrying the same token or input cannot succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -22,13 +29,20 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from roomcast_client.lifetime import (
+    AfterClose,
+    after_close,
+    handshake_error_code,
+    refresh_delay,
+    refresh_retry_delay,
+    unverified_exp,
+)
 from roomcast_client.positions import PositionVector
 
 log = logging.getLogger(__name__)
 
-TokenSource = str | Callable[[], Awaitable[str]]
-# Close codes after which reconnecting cannot help.
-_FATAL_CLOSE_CODES = {1008}
+TokenProvider = Callable[[], str | Awaitable[str]]
+TokenSource = str | TokenProvider
 
 
 class RequestFailed(Exception):
@@ -40,11 +54,16 @@ class RequestFailed(Exception):
 
 
 class HandshakeRefused(Exception):
-    """The edge refused the upgrade (bad token: 401; full or draining: 503)."""
+    """The edge refused the upgrade (bad token: 401; full or draining: 503).
 
-    def __init__(self, status: int) -> None:
-        super().__init__(f"handshake refused with HTTP {status}")
+    For a 401, `code` is token_expired, token_invalid or token_revoked.
+    """
+
+    def __init__(self, status: int, code: str = "") -> None:
+        detail = f" ({code})" if code else ""
+        super().__init__(f"handshake refused with HTTP {status}{detail}")
         self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +108,7 @@ class RoomcastClient:
         reconnect: bool = True,
         backoff_min: float = 0.25,
         backoff_max: float = 20.0,
+        refresh: bool = True,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         # Several edge URLs are tried in turn, as a load balancer would spread reconnects.
@@ -112,6 +132,16 @@ class RoomcastClient:
         self._runner: asyncio.Task[None] | None = None
         self.last_connected: dict[str, Any] = {}
         self.connects = 0
+        # Refreshing needs a provider: a fixed token string cannot be renewed.
+        self._refresh = refresh and callable(token)
+        # Epoch seconds at which the connection's token expires, when known.
+        self.token_expires_at: float | None = None
+        self.refreshes = 0
+        self.refresh_failures = 0
+        # Close code of every connection that ended, in order (None: no close frame).
+        self.close_codes: list[int | None] = []
+        # Why the client stopped for good: a terminal close code or a refused token.
+        self.terminal: str | None = None
 
     # ---- lifecycle ----------------------------------------------------------
 
@@ -119,7 +149,12 @@ class RoomcastClient:
         """Open the first connection (errors surface here), then keep it up."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        await self._open()
+        try:
+            await self._open()
+        except HandshakeRefused as exc:
+            if exc.code != "token_expired" or not callable(self._token):
+                raise
+            await self._open()  # the provider's previous token ran out: ask it again
         self._runner = asyncio.create_task(self._run())
         return self.last_connected
 
@@ -142,7 +177,26 @@ class RoomcastClient:
         await self.close()
 
     async def _token_value(self) -> str:
-        return self._token if isinstance(self._token, str) else await self._token()
+        if isinstance(self._token, str):
+            return self._token
+        value = self._token()
+        if inspect.isawaitable(value):
+            value = await value
+        return str(value)
+
+    @property
+    def expires_in(self) -> float | None:
+        """Seconds until the connection's token expires (negative once it has)."""
+        if self.token_expires_at is None:
+            return None
+        return self.token_expires_at - time.time()
+
+    def _set_expiry(self, reply: Mapping[str, Any], token: str) -> None:
+        expires_in = reply.get("expires_in")
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            self.token_expires_at = time.time() + float(expires_in)
+        else:
+            self.token_expires_at = unverified_exp(token)
 
     def _connect_url(self) -> str:
         query: dict[str, str] = {}
@@ -167,7 +221,8 @@ class RoomcastClient:
                 max_msg_size=0,
             )
         except aiohttp.WSServerHandshakeError as exc:
-            raise HandshakeRefused(exc.status) from None
+            code = handshake_error_code(exc.headers, token) if exc.status == 401 else ""
+            raise HandshakeRefused(exc.status, code) from None
         first = await ws.receive(timeout=30)
         if first.type != aiohttp.WSMsgType.TEXT:
             await ws.close()
@@ -178,37 +233,98 @@ class RoomcastClient:
             raise ConnectionError(f"expected the connected message, got {hello!r}")
         self.positions.merge_start(str(hello.get("position", "")))
         self.last_connected = hello
+        self._set_expiry(hello, token)
         self.connects += 1
         self._ws = ws
         self._connected.set()
 
     async def _run(self) -> None:
         attempt = 0
+        at_once = False
         while not self._closed:
             ws = self._ws
             if ws is not None:
                 attempt = 0
-                pinger = asyncio.create_task(self._keepalive(ws))
+                helpers = [asyncio.create_task(self._keepalive(ws))]
+                if self._refresh:
+                    helpers.append(asyncio.create_task(self._refresher(ws)))
                 try:
                     await self._receive(ws)
                 finally:
-                    pinger.cancel()
+                    for helper in helpers:
+                        helper.cancel()
                     self._connected.clear()
                     self._fail_pending(ConnectionError("connection lost"))
                     self._ws = None
-                if self._closed or not self._reconnect or ws.close_code in _FATAL_CLOSE_CODES:
+                code = ws.close_code
+                self.close_codes.append(code)
+                if self._closed or not self._reconnect:
                     break
-            low, high = self._backoff
-            delay = min(high, low * 2**attempt)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            attempt += 1
+                action = after_close(code)
+                if action is AfterClose.STOP or (
+                    action is AfterClose.NEW_TOKEN and not callable(self._token)
+                ):
+                    self.terminal = f"closed with {code}"
+                    break
+                # The token ran out: a fresh one fixes that now, no backoff needed.
+                at_once = action is AfterClose.NEW_TOKEN
+            if at_once:
+                at_once = False
+            else:
+                low, high = self._backoff
+                delay = min(high, low * 2**attempt)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                attempt += 1
             try:
                 await self._open()
-            except (aiohttp.ClientError, OSError, ConnectionError, HandshakeRefused) as exc:
+            except HandshakeRefused as exc:
+                if exc.code == "token_revoked" or (exc.code and not callable(self._token)):
+                    self.terminal = str(exc)
+                    break
+                self._url_index += 1
+                log.info("reconnect refused", extra={"error": str(exc), "attempt": attempt})
+            except (aiohttp.ClientError, OSError, ConnectionError) as exc:
                 self._url_index += 1
                 log.info("reconnect failed", extra={"error": str(exc), "attempt": attempt})
         self._closed = True
         self._fail_pending(ConnectionError("client closed"))
+
+    async def _refresher(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send `refresh` ahead of expiry; on failure retry until the edge's grace ends."""
+        delay: float | None = None
+        while not ws.closed:
+            remaining = self.expires_in
+            if remaining is None:
+                return
+            await asyncio.sleep(refresh_delay(remaining) if delay is None else delay)
+            try:
+                token = await self._token_value()
+                reply = await self._request("refresh", {"token": token})
+            except ConnectionError:
+                return
+            except Exception as exc:
+                # The provider failed or the edge refused the token: the old one still
+                # holds until its grace ends (then 4001 brings a reconnect).
+                self.refresh_failures += 1
+                log.info("token refresh failed", extra={"error": str(exc)})
+                delay = refresh_retry_delay(self.expires_in or 0.0)
+                continue
+            delay = None
+            self.refreshes += 1
+            self._set_expiry(reply, token)
+            self._forget_revoked(reply.get("revoked"))
+
+    def _forget_revoked(self, revoked: object) -> None:
+        """Drop what the new token no longer allows, so a reconnect does not ask for it."""
+        if not isinstance(revoked, list):
+            return
+        gone = {str(r) for r in revoked}
+        self.rooms = [r for r in self.rooms if r not in gone]
+        self.subscriptions = [
+            (t, k)
+            for t, k in self.subscriptions
+            if f"{t}:{k}" not in gone and not (k == "*" and t in gone)
+        ]
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for frame in ws:
@@ -281,6 +397,15 @@ class RoomcastClient:
 
     async def ping(self) -> dict[str, Any]:
         return await self._request("ping", None)
+
+    async def refresh(self, token: str | None = None) -> dict[str, Any]:
+        """Renew the open connection's token now (from the provider when not given)."""
+        token = token if token is not None else await self._token_value()
+        reply = await self._request("refresh", {"token": token})
+        self.refreshes += 1
+        self._set_expiry(reply, token)
+        self._forget_revoked(reply.get("revoked"))
+        return reply
 
     # ---- messages ---------------------------------------------------------------
 
