@@ -9,6 +9,31 @@
 // It keeps its rooms, subscriptions and the stream position it has seen; after a
 // drop it reconnects with exponential backoff and jitter and passes all three in
 // the connect URL, so the edge replays what was missed with no gap and no duplicate.
+//
+// `token` may be a string or a provider: a function returning a fresh token (or a
+// promise of one). With a provider the client keeps the token fresh: it sends
+// `refresh` on the open socket ahead of expiry (at a random 70-85 % of the lifetime
+// the edge reports), and after a 4001 close it fetches a new token and reconnects at
+// once with `since`. A browser cannot read a refused upgrade's 401, so every
+// reconnect asks the provider for a token. After a terminal close (1008, 1009, 1002,
+// 1007) it stops and calls `onterminal`: the same token or input cannot succeed.
+
+// After these close codes reconnecting cannot help.
+export const TERMINAL_CLOSE_CODES = new Set([1008, 1009, 1002, 1007]);
+export const CLOSE_TOKEN_EXPIRED = 4001;
+const REFRESH_WINDOW = [0.7, 0.85];
+const REFRESH_RETRY_MAX = 5000;
+
+// Milliseconds before refreshing a token that expires in `expiresIn` seconds.
+export function refreshDelay(expiresIn, random = Math.random) {
+  const [low, high] = REFRESH_WINDOW;
+  return Math.max(0, expiresIn) * 1000 * (low + random() * (high - low));
+}
+
+// After a failed refresh: try again while some of the lifetime (and the grace) is left.
+export function refreshRetryDelay(expiresIn) {
+  return Math.min(REFRESH_RETRY_MAX, Math.max(500, (expiresIn * 1000) / 4));
+}
 
 export class RequestFailed extends Error {
   constructor(reply) {
@@ -45,7 +70,7 @@ function parseVector(text) {
 }
 
 export class RoomcastClient {
-  constructor(url, { token, rooms = [], subscriptions = [], pingInterval = 15000, backoffMin = 250, backoffMax = 20000 } = {}) {
+  constructor(url, { token, rooms = [], subscriptions = [], pingInterval = 15000, backoffMin = 250, backoffMax = 20000, refresh = true } = {}) {
     this.url = url;
     this.token = token;
     this.rooms = [...new Set(rooms)];
@@ -59,14 +84,71 @@ export class RoomcastClient {
     this.attempt = 0;
     this.ws = null;
     this.lastConnected = null;
+    // Refreshing needs a provider: a fixed token string cannot be renewed.
+    this.refreshing = refresh && typeof token === "function";
+    this.refresher = null;
+    this.expiresAt = null; // epoch ms at which the connection's token expires
+    this.refreshes = 0;
+    this.refreshFailures = 0;
+    this.closeCodes = [];
+    this.terminal = null; // the close event that stopped the client for good
     // Callbacks the application may set.
     this.onmessage = () => {};
     this.onconnected = () => {};
     this.ondisconnected = () => {};
+    this.onrefresh = () => {}; // (reply) after each accepted refresh
+    this.onterminal = () => {}; // (close event) when the client gives up
   }
 
   async tokenValue() {
     return typeof this.token === "function" ? await this.token() : this.token;
+  }
+
+  // Seconds until the connection's token expires (negative once it has), or null.
+  get expiresIn() {
+    return this.expiresAt === null ? null : (this.expiresAt - Date.now()) / 1000;
+  }
+
+  setExpiry(reply) {
+    this.expiresAt = typeof reply.expires_in === "number" ? Date.now() + reply.expires_in * 1000 : null;
+  }
+
+  scheduleRefresh(delay) {
+    this.stopRefreshing();
+    if (!this.refreshing || this.expiresAt === null) return;
+    this.refresher = setTimeout(() => {
+      this.refresher = null;
+      this.refresh().catch(() => {
+        this.refreshFailures += 1;
+        // The old token holds until its grace ends; then 4001 brings a reconnect.
+        if (this.ws) this.scheduleRefresh(refreshRetryDelay(this.expiresIn ?? 0));
+      });
+    }, delay ?? refreshDelay(this.expiresIn));
+  }
+
+  stopRefreshing() {
+    if (this.refresher) clearTimeout(this.refresher);
+    this.refresher = null;
+  }
+
+  // Renew the open connection's token now (from the provider when not given).
+  async refresh(token) {
+    const fresh = token ?? (await this.tokenValue());
+    const reply = await this.request("refresh", { token: fresh });
+    this.refreshes += 1;
+    this.setExpiry(reply);
+    this.forgetRevoked(reply.revoked);
+    this.onrefresh(reply);
+    this.scheduleRefresh();
+    return reply;
+  }
+
+  // Drop what the new token no longer allows, so a reconnect does not ask for it.
+  forgetRevoked(revoked) {
+    if (!Array.isArray(revoked) || !revoked.length) return;
+    const gone = new Set(revoked.map(String));
+    this.rooms = this.rooms.filter((r) => !gone.has(r));
+    this.subscriptions = this.subscriptions.filter(([t, k]) => !gone.has(`${t}:${k}`) && !(k === "*" && gone.has(t)));
   }
 
   connectUrl(token) {
@@ -102,6 +184,8 @@ export class RoomcastClient {
         this.attempt = 0;
         this.positions.mergeStart(data.position);
         this.lastConnected = data;
+        this.setExpiry(data);
+        this.scheduleRefresh();
         this.startPinging();
         this.onconnected(data);
         if (resolve) resolve(data);
@@ -114,13 +198,27 @@ export class RoomcastClient {
       this.stopPinging();
       for (const { fail } of this.pending.values()) fail(new Error("connection lost"));
       this.pending.clear();
-      if (this.ws === ws) this.ws = null;
+      if (this.ws === ws) {
+        this.stopRefreshing();
+        this.ws = null;
+      }
+      if (greeted) this.closeCodes.push(event.code);
       this.ondisconnected(event);
       if (reject && !greeted) {
         reject(new Error(`connection refused (close code ${event.code})`));
         return;
       }
-      if (!this.closed) this.scheduleReconnect();
+      if (this.closed) return;
+      const expired = event.code === CLOSE_TOKEN_EXPIRED;
+      if (TERMINAL_CLOSE_CODES.has(event.code) || (expired && typeof this.token !== "function")) {
+        this.closed = true;
+        this.terminal = event;
+        this.onterminal(event);
+        return;
+      }
+      // The token ran out: a fresh one from the provider fixes that now, no backoff.
+      if (expired) this.open(null, null);
+      else this.scheduleReconnect();
     };
   }
 
@@ -200,6 +298,7 @@ export class RoomcastClient {
   close() {
     this.closed = true;
     this.stopPinging();
+    this.stopRefreshing();
     if (this.ws) this.ws.close(1000, "client closed");
   }
 }
