@@ -375,3 +375,90 @@ def test_asymmetric_keys_need_a_key_secret_and_a_known_algorithm() -> None:
     unknown = helm(*template_args((), {"jwt.algorithm": "none"}), check=False)
     assert unknown.returncode != 0
     assert "algorithm" in unknown.stderr
+
+
+_QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _bytes(quantity: str | int) -> int:
+    match = re.fullmatch(r"(\d+)([A-Za-z]*)", str(quantity))
+    assert match, quantity
+    return int(match.group(1)) * _QUANTITY[match.group(2)]
+
+
+def _edge_budget(config: dict[str, str]) -> int:
+    """What the edge may hold: the process, its history, every connection it accepts."""
+    budget = yaml.safe_load((CHART / "values.yaml").read_text())["services"]["wsEdge"][
+        "memoryBudget"
+    ]
+    return int(
+        budget["baseBytes"]
+        + int(config["ROOMCAST_EDGE__HISTORY_BYTES"])
+        + budget["perConnectionBytes"] * int(config["ROOMCAST_EDGE__MAX_CONNECTIONS"])
+    )
+
+
+def test_edge_memory_limit_holds_history_and_connections(default_render: Rendered) -> None:
+    import tomllib
+
+    config = _config(default_render)
+    defaults = tomllib.loads(
+        (REPO / "libs/core/src/roomcast_core/defaults.toml").read_text(encoding="utf-8")
+    )
+    assert int(config["ROOMCAST_EDGE__HISTORY_BYTES"]) == defaults["edge"]["history_bytes"]
+    limit = container(default_render.deployment("wsEdge"))["resources"]["limits"]["memory"]
+    assert _edge_budget(config) <= _bytes(limit)
+
+
+def test_edge_memory_limit_below_its_budget_is_refused(default_render: Rendered) -> None:
+    needed = _edge_budget(_config(default_render))
+    exact = render(values={"services.wsEdge.resources.limits.memory": str(needed)})
+    assert container(exact.deployment("wsEdge"))["resources"]["limits"]["memory"] == str(needed)
+    short = helm(
+        *template_args((), {"services.wsEdge.resources.limits.memory": str(needed - 1)}),
+        check=False,
+    )
+    assert short.returncode != 0
+    assert "services.wsEdge.resources.limits.memory" in short.stderr
+    assert str(needed) in short.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "fits"),
+    [
+        ({"services.wsEdge.maxConnections": 100_000}, False),
+        (
+            {
+                "services.wsEdge.maxConnections": 100_000,
+                "services.wsEdge.resources.limits.memory": "2Gi",
+            },
+            True,
+        ),
+        ({"services.wsEdge.historyBytes": 2**30}, False),
+        (
+            {
+                "services.wsEdge.historyBytes": 2**30,
+                "services.wsEdge.resources.limits.memory": "1.75Gi",
+            },
+            True,
+        ),
+        ({"services.wsEdge.extraEnv.ROOMCAST_EDGE__HISTORY_BYTES": str(2**30)}, False),
+        ({"services.wsEdge.memoryBudget.perConnectionBytes": 65536}, False),
+        ({"services.wsEdge.resources.limits.memory": "1G"}, True),
+        ({"services.wsEdge.resources.limits.memory": "700Mi"}, False),
+    ],
+)
+def test_edge_memory_budget_follows_every_term(values: dict[str, object], fits: bool) -> None:
+    result = helm(*template_args((), values), check=False)
+    assert (result.returncode == 0) is fits, result.stderr
+    if not fits:
+        assert "memory budget" in result.stderr
+
+
+@pytest.mark.parametrize("limit", ["lots", "1Gb", ""])
+def test_edge_memory_limit_must_be_a_quantity(limit: str) -> None:
+    result = helm(
+        *template_args((), {"services.wsEdge.resources.limits.memory": limit}), check=False
+    )
+    assert result.returncode != 0
+    assert "limits.memory" in result.stderr or "memory quantity" in result.stderr

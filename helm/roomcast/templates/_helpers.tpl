@@ -132,3 +132,42 @@ app.kubernetes.io/component: {{ .component }}
       port:
         name: http
 {{- end }}
+
+{{/* A Kubernetes memory quantity ("1Gi", "512M", "1073741824") in bytes. */}}
+{{- define "roomcast.quantityBytes" -}}
+{{- $text := toString . }}
+{{- if kindIs "float64" . }}
+{{- $text = int64 . | toString }}
+{{- end }}
+{{- $number := regexFind `^[0-9]+([.][0-9]+)?` $text }}
+{{- $suffix := trimPrefix $number $text }}
+{{- $factors := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if or (not $number) (not (hasKey $factors $suffix)) }}
+{{- fail (printf "%q is not a memory quantity (a number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix)" $text) }}
+{{- end }}
+{{- mulf (float64 $number) (index $factors $suffix) | int64 }}
+{{- end }}
+
+{{/*
+The edge's memory limit must hold its recovery history, its connections and the
+process itself; an edge over its limit is killed with every client at once.
+A setting given in extraEnv wins over the chart value, as it does in the pod.
+*/}}
+{{- define "roomcast.checkEdgeMemory" -}}
+{{- $svc := .Values.services.wsEdge }}
+{{- $limit := dig "limits" "memory" "" $svc.resources }}
+{{- if not $limit }}
+{{- fail "services.wsEdge.resources.limits.memory must be set: it is checked against services.wsEdge.memoryBudget" }}
+{{- end }}
+{{- $history := int64 $svc.historyBytes }}
+{{- with $svc.extraEnv.ROOMCAST_EDGE__HISTORY_BYTES }}{{ $history = int64 . }}{{ end }}
+{{- $connections := int64 $svc.maxConnections }}
+{{- with $svc.extraEnv.ROOMCAST_EDGE__MAX_CONNECTIONS }}{{ $connections = int64 . }}{{ end }}
+{{- $base := int64 $svc.memoryBudget.baseBytes }}
+{{- $perConnection := int64 $svc.memoryBudget.perConnectionBytes }}
+{{- $needed := add $base $history (mul $perConnection $connections) }}
+{{- $limitBytes := include "roomcast.quantityBytes" $limit | int64 }}
+{{- if lt $limitBytes $needed }}
+{{- fail (printf "services.wsEdge.resources.limits.memory (%v = %d bytes) is below the edge's memory budget: memoryBudget.baseBytes + historyBytes + memoryBudget.perConnectionBytes * maxConnections = %d + %d + %d * %d = %d bytes; raise the limit or lower historyBytes or maxConnections" $limit $limitBytes $base $history $perConnection $connections $needed) }}
+{{- end }}
+{{- end }}
