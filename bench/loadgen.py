@@ -1,7 +1,11 @@
 """The load generator: worker processes, each holding many picows client connections.
 
 A worker counts the benchmark pushes each of its connections gets and the
-publish-to-deliver latency of every delivery. Identical pushes reach every connection as
+publish-to-deliver latency of every delivery. Two client protocols: roomcast's shape
+(subscriptions in the URL, a `connected` message, one push per frame), which the Node
+and naive peers speak too, and Centrifugo's JSON protocol (a `connect` command with the
+token, then one `subscribe` per channel; pushes newline-joined in a frame, pings `{}`
+answered with `{}`). Identical pushes reach every connection as
 the same bytes, so a worker parses each distinct push once and looks the others up: the
 client stays cheap enough not to be what is measured. The driver talks to its workers
 over pipes with small commands (connect, reset, stats, close, quit).
@@ -22,11 +26,26 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import orjson
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.messages import is_connected, sent_time
+from bench.messages import centrifugo_sent_time, is_connected, sent_time
 from bench.system import cpu_times, raise_nofile_limit
+
+ROOMCAST_PROTOCOL = "roomcast"
+CENTRIFUGO_PROTOCOL = "centrifugo"
+PROTOCOLS = (ROOMCAST_PROTOCOL, CENTRIFUGO_PROTOCOL)
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """One connection to open: where, as whom, to which channels; `key` names it in stats."""
+
+    url: str
+    key: int
+    token: str = ""
+    channels: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,22 +91,96 @@ class Client(WSListener):
             self.ready.set_result(False)
 
 
+def centrifugo_commands(dial: Dial) -> tuple[bytes, bytes]:
+    """The connect command, and the subscribe commands sent once it is answered (ids 2..)."""
+    connect = orjson.dumps({"id": 1, "connect": {"token": dial.token}})
+    subscribes = b"\n".join(
+        orjson.dumps({"id": i + 2, "subscribe": {"channel": channel}})
+        for i, channel in enumerate(dial.channels)
+    )
+    return connect, subscribes
+
+
+class CentrifugoClient(Client):
+    """Centrifugo's bidirectional JSON protocol, as its SDKs speak it."""
+
+    def __init__(self, tally: Tally, ready: asyncio.Future[bool], dial: Dial) -> None:
+        super().__init__(tally, ready)
+        self.connect_command, self.subscribe_commands = centrifugo_commands(dial)
+        self.pending = len(dial.channels)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, self.connect_command)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.disconnect()
+            return
+        tally = self.tally
+        for line in frame.get_payload_as_bytes().split(b"\n"):
+            sent = tally.sent_times.get(line)
+            if sent is None:
+                if not line:
+                    continue
+                sent = centrifugo_sent_time(line)
+                if sent is None:
+                    self._control(transport, line)
+                    continue
+                tally.sent_times[line] = sent
+            now = time.time()
+            self.count += 1
+            tally.latencies.append(now - sent)
+            tally.last_delivery = now
+
+    def _control(self, transport: WSTransport, line: bytes) -> None:
+        if line == b"{}":
+            # The server's ping: unanswered, it closes the connection after pong_timeout.
+            transport.send(WSMsgType.TEXT, b"{}")
+            return
+        try:
+            reply = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(reply, dict) or self.ready.done():
+            return
+        if "error" in reply:
+            self.ready.set_result(False)
+        elif reply.get("id") == 1 and "connect" in reply:
+            if self.pending == 0:
+                self.ready.set_result(True)
+            else:
+                transport.send(WSMsgType.TEXT, self.subscribe_commands)
+        elif "subscribe" in reply:
+            self.pending -= 1
+            if self.pending == 0:
+                self.ready.set_result(True)
+
+
 class Worker:
     def __init__(self) -> None:
         self.tally = Tally()
         self.connections: list[tuple[WSTransport, Client]] = []
+        self.keys: list[int] = []
 
-    async def connect(self, urls: list[str], concurrency: int, timeout: float) -> dict[str, Any]:
+    async def connect(
+        self, dials: list[Dial], concurrency: int, timeout: float, protocol: str
+    ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         errors: Counter[str] = Counter()
 
-        async def one(url: str) -> None:
+        def listener(dial: Dial, ready: asyncio.Future[bool]) -> Client:
+            if protocol == CENTRIFUGO_PROTOCOL:
+                return CentrifugoClient(self.tally, ready, dial)
+            return Client(self.tally, ready)
+
+        async def one(dial: Dial) -> None:
             async with gate:
                 ready: asyncio.Future[bool] = loop.create_future()
                 try:
                     transport, client = await ws_connect(
-                        lambda: Client(self.tally, ready), url, websocket_handshake_timeout=timeout
+                        lambda: listener(dial, ready), dial.url, websocket_handshake_timeout=timeout
                     )
                 except Exception as exc:  # every failure is counted, none stops the run
                     errors[type(exc).__name__] += 1
@@ -99,12 +192,13 @@ class Worker:
                     ok = False
                 if ok:
                     self.connections.append((transport, client))
+                    self.keys.append(dial.key)
                 else:
                     errors["no connected message"] += 1
                     transport.disconnect()
 
         started = time.time()
-        await asyncio.gather(*(one(url) for url in urls))
+        await asyncio.gather(*(one(dial) for dial in dials))
         return {
             "opened": len(self.connections),
             "failed": sum(errors.values()),
@@ -122,6 +216,7 @@ class Worker:
     async def stats(self) -> dict[str, Any]:
         return {
             "counts": [client.count for _, client in self.connections],
+            "keys": list(self.keys),
             "latencies": self.tally.latencies.tobytes(),
             "last_delivery": self.tally.last_delivery,
             "closed": self.tally.closed,
@@ -134,6 +229,7 @@ class Worker:
         for transport, _ in self.connections:
             transport.disconnect()
         self.connections.clear()
+        self.keys.clear()
         await asyncio.sleep(0.2)
 
 
@@ -166,6 +262,8 @@ def worker_main(conn: Connection, cpus: frozenset[int] | None) -> None:
 @dataclass(frozen=True, slots=True)
 class Stats:
     counts: list[int]
+    # the Dial key of each entry of counts
+    keys: list[int]
     latencies: list[float]
     last_delivery: float
     closed: int
@@ -209,11 +307,21 @@ class LoadGenerator:
         return list(await asyncio.gather(*calls))
 
     async def connect(
-        self, urls: Sequence[str], concurrency: int = 64, timeout: float = 60.0
+        self,
+        urls: Sequence[str | Dial],
+        concurrency: int = 64,
+        timeout: float = 60.0,
+        protocol: str = ROOMCAST_PROTOCOL,
     ) -> dict[str, Any]:
-        """Open every URL; returns opened/failed counts, error kinds and the wall-clock span."""
-        shares = [list(urls[i :: self._size]) for i in range(self._size)]
-        results = await self._all("connect", [(s, concurrency, timeout) for s in shares])
+        """Open every URL; returns opened/failed counts, error kinds and the wall-clock span.
+
+        A plain URL is keyed by its index in `urls`.
+        """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown client protocol {protocol!r}")
+        dials = [u if isinstance(u, Dial) else Dial(u, i) for i, u in enumerate(urls)]
+        shares = [dials[i :: self._size] for i in range(self._size)]
+        results = await self._all("connect", [(s, concurrency, timeout, protocol) for s in shares])
         errors: Counter[str] = Counter()
         for result in results:
             errors.update(result["errors"])
@@ -231,14 +339,17 @@ class LoadGenerator:
     async def stats(self) -> Stats:
         results = await self._all("stats", [()] * self._size)
         counts: list[int] = []
+        keys: list[int] = []
         latencies: list[float] = []
         for result in results:
             counts.extend(result["counts"])
+            keys.extend(result["keys"])
             values: array[float] = array("d")
             values.frombytes(result["latencies"])
             latencies.extend(values)
         return Stats(
             counts=counts,
+            keys=keys,
             latencies=latencies,
             last_delivery=max(r["last_delivery"] for r in results),
             closed=sum(r["closed"] for r in results),

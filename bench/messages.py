@@ -75,3 +75,35 @@ def is_connected(frame: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(data, dict) and data.get("action") == "connected"
+
+
+def centrifugo_sent_time(line: bytes) -> float | None:
+    """Like sent_time, for one line of a Centrifugo frame: a push whose data is the record."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    push = data.get("push")
+    pub = push.get("pub") if isinstance(push, dict) else None
+    record = pub.get("data") if isinstance(pub, dict) else None
+    if not isinstance(record, dict):
+        return None
+    payload, receive_time = record.get("payload"), record.get("receive_time")
+    if not isinstance(payload, dict) or "seq" not in payload or not isinstance(receive_time, str):
+        return None
+    try:
+        return wire.parse_time(receive_time)
+    except wire.WireError:
+        return None
+
+
+def ticks_request(run_id: str, seq: int, topic: str, type_: str) -> dict[str, Any]:
+    """A `ticks` message: the same ~205-byte shape as the others, on its own topic and type."""
+    return {
+        "topic": topic,
+        "type": type_,
+        "payload": {"seq": seq, "pad": PAD},
+        "message_id": f"{run_id}-{seq:07d}",
+    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from bench.ticks import TicksSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,10 @@ class Plan:
     publisher_singles: int
     publisher_batches: int
     publisher_batch_size: int
+    # the `ticks` scenario (many topics, a few per client), and the servers it runs for
+    # (None: every server that delivers messages)
+    ticks: TicksSpec | None = None
+    ticks_servers: tuple[str, ...] | None = None
 
     def within(self, max_connections: int) -> Plan:
         """The same plan with connection counts the open-file limit can hold."""
@@ -38,6 +44,10 @@ class Plan:
             publisher_singles=self.publisher_singles,
             publisher_batches=self.publisher_batches,
             publisher_batch_size=self.publisher_batch_size,
+            ticks=None
+            if self.ticks is None
+            else replace(self.ticks, clients=min(self.ticks.clients, max_connections)),
+            ticks_servers=self.ticks_servers,
         )
 
 
@@ -53,6 +63,15 @@ FULL = Plan(
     publisher_singles=2000,
     publisher_batches=20,
     publisher_batch_size=500,
+    # 1 000 topics x 4 types, 5 000 clients x 5 pairs; the feed rises until a server falls
+    # behind (or the driver cannot offer more: then the ceiling is a lower bound)
+    ticks=TicksSpec(
+        topics=1000,
+        clients=5000,
+        per_client=5,
+        rates=(2000, 5000, 10000, 20000, 30000, 40000, 50000, 60000, 80000),
+        step_seconds=5.0,
+    ),
 )
 
 QUICK = Plan(
@@ -67,6 +86,10 @@ QUICK = Plan(
     publisher_singles=500,
     publisher_batches=5,
     publisher_batch_size=200,
+    ticks=TicksSpec(
+        topics=1000, clients=1000, per_client=5, rates=(2000, 5000, 10000), step_seconds=3.0
+    ),
+    ticks_servers=("roomcast", "centrifugo"),
 )
 
 SMOKE = Plan(
@@ -80,6 +103,7 @@ SMOKE = Plan(
     publisher_singles=10,
     publisher_batches=2,
     publisher_batch_size=5,
+    ticks=TicksSpec(topics=10, clients=20, per_client=2, rates=(50,), step_seconds=1.0),
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK, SMOKE)}

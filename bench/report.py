@@ -11,10 +11,17 @@ from typing import Any
 
 from bench.plan import Plan
 from bench.runner import Outcome
-from bench.servers import AIOHTTP_NAIVE, NODE_WS, ROOMCAST
-from bench.stats import Verdict, at_most, ratio
+from bench.servers import (
+    AIOHTTP_NAIVE,
+    CENTRIFUGO,
+    CENTRIFUGO_HTTP,
+    CENTRIFUGO_LOWMEM,
+    NODE_WS,
+    ROOMCAST,
+)
+from bench.stats import Verdict, at_least, at_most, ratio
 
-PEERS = (NODE_WS, AIOHTTP_NAIVE)
+PEERS = (NODE_WS, AIOHTTP_NAIVE, CENTRIFUGO, CENTRIFUGO_HTTP, CENTRIFUGO_LOWMEM)
 # scenario -> metrics compared as roomcast / peer
 COMPARED = {
     "burst": ("cpu_us_per_delivery", "deliveries_per_s"),
@@ -70,7 +77,45 @@ def ratios_vs(scenarios: dict[str, Any], peer: str) -> dict[str, Any]:
                 )
             }
         out.setdefault("sustained", {})[connections] = per_rate
+    for connections, by_server in scenarios.get("ticks", {}).items():
+        ticks_ratios = ticks_vs(by_server.get(ROOMCAST), by_server.get(peer))
+        if ticks_ratios is not None:
+            out.setdefault("ticks", {})[connections] = ticks_ratios
     return out
+
+
+def _ticks_step(entry: Any, rate: Any) -> dict[str, Any] | None:
+    for step in entry.get("steps", ()) if isinstance(entry, dict) else ():
+        if isinstance(step, dict) and step.get("rate") == rate:
+            return step
+    return None
+
+
+def ticks_vs(ours: Any, theirs: Any) -> dict[str, Any] | None:
+    """roomcast / peer for the `ticks` ladder: the ceiling, and each step both ran."""
+    if not isinstance(ours, dict) or not isinstance(theirs, dict):
+        return None
+    steps: dict[str, Any] = {}
+    for step in ours.get("steps", ()):
+        other = _ticks_step(theirs, step.get("rate"))
+        if other is None:
+            continue
+        steps[f"{step['rate']:g}"] = {
+            f"latency_{m}": ratio(
+                _metric(step.get("latency_ms"), m), _metric(other.get("latency_ms"), m)
+            )
+            for m in SUSTAINED_COMPARED
+        } | {
+            m: ratio(_metric(step, m), _metric(other, m))
+            for m in ("cpu_us_per_message", "cpu_us_per_delivery", "delivered_per_s")
+        }
+    return {
+        "ingest_ceiling": ratio(
+            _metric(ours.get("ceiling"), "messages_per_s"),
+            _metric(theirs.get("ceiling"), "messages_per_s"),
+        ),
+        "steps": steps,
+    }
 
 
 def _lost(scenarios: dict[str, Any]) -> tuple[int | None, int]:
@@ -136,6 +181,84 @@ def targets(scenarios: dict[str, Any], plan: Plan) -> list[Verdict]:
     ]
 
 
+# Against Centrifugo fed by its Kafka consumer (and its low-memory settings for memory).
+TARGET_VS_CENTRIFUGO = {
+    "handshake_cpu": 1.0,
+    "burst_rate": 1.0,
+    "burst_cpu": 0.5,
+    "idle_rss_vs_lowmem": 0.25,
+    "ticks_ceiling": 1.0,
+    "ticks_p99": 1.0,
+}
+
+
+def _worst(values: list[float | None], highest: bool) -> float | None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return max(known) if highest else min(known)
+
+
+def centrifugo_targets(results: dict[str, Any], plan: Plan) -> list[Verdict]:
+    """The targets against Centrifugo, each at its worst connection count or ticks step."""
+    vs = results.get(f"ratio_vs_{CENTRIFUGO}", {})
+    vs_lowmem = results.get(f"ratio_vs_{CENTRIFUGO_LOWMEM}", {})
+    limits = TARGET_VS_CENTRIFUGO
+    top = str(max(plan.connections))
+
+    def per_c(ratios: dict[str, Any], scenario: str, metric: str) -> list[float | None]:
+        return [entry.get(metric) for entry in ratios.get(scenario, {}).values()]
+
+    ticks = next(iter(vs.get("ticks", {}).values()), None) or {}
+    step_p99 = [step.get("latency_p99") for step in (ticks.get("steps") or {}).values()]
+    lowmem_rss = vs_lowmem.get("idle", {}).get(top, {}).get("rss_per_connection_bytes")
+    return [
+        at_most(
+            "handshake_cpu_vs_centrifugo",
+            f"handshake CPU <= {limits['handshake_cpu']:g}x Centrifugo at every C",
+            _worst(per_c(vs, "handshake", "cpu_us_per_handshake"), highest=True),
+            limits["handshake_cpu"],
+            "x",
+        ),
+        at_least(
+            "burst_rate_vs_centrifugo",
+            f"burst deliveries/s >= {limits['burst_rate']:g}x Centrifugo at every C",
+            _worst(per_c(vs, "burst", "deliveries_per_s"), highest=False),
+            limits["burst_rate"],
+            "x",
+        ),
+        at_most(
+            "burst_cpu_vs_centrifugo",
+            f"burst CPU per delivery <= {limits['burst_cpu']:g}x Centrifugo at every C",
+            _worst(per_c(vs, "burst", "cpu_us_per_delivery"), highest=True),
+            limits["burst_cpu"],
+            "x",
+        ),
+        at_most(
+            "idle_rss_vs_centrifugo_lowmem",
+            f"RSS per idle connection <= {limits['idle_rss_vs_lowmem']:g}x Centrifugo's"
+            f" low-memory settings at C={top}",
+            lowmem_rss,
+            limits["idle_rss_vs_lowmem"],
+            "x",
+        ),
+        at_least(
+            "ticks_ceiling_vs_centrifugo",
+            f"ticks ingest ceiling >= {limits['ticks_ceiling']:g}x Centrifugo",
+            ticks.get("ingest_ceiling"),
+            limits["ticks_ceiling"],
+            "x",
+        ),
+        at_most(
+            "ticks_p99_vs_centrifugo",
+            f"ticks p99 <= {limits['ticks_p99']:g}x Centrifugo at every step both ran",
+            _worst(step_p99, highest=True),
+            limits["ticks_p99"],
+            "x",
+        ),
+    ]
+
+
 def _git_commit() -> str | None:
     try:
         done = subprocess.run(
@@ -154,7 +277,7 @@ def build(
     plan: Plan, servers: list[str], outcome: Outcome, machine: dict[str, Any]
 ) -> dict[str, Any]:
     scenarios = outcome.scenarios
-    return {
+    results: dict[str, Any] = {
         "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _git_commit(),
         "plan": {
@@ -172,11 +295,18 @@ def build(
         "scenarios": scenarios,
         "ratio_vs_node_ws": ratios_vs(scenarios, NODE_WS),
         "ratio_vs_aiohttp_naive": ratios_vs(scenarios, AIOHTTP_NAIVE),
+        "ratio_vs_centrifugo": ratios_vs(scenarios, CENTRIFUGO),
+        "ratio_vs_centrifugo_http": ratios_vs(scenarios, CENTRIFUGO_HTTP),
+        "ratio_vs_centrifugo_lowmem": ratios_vs(scenarios, CENTRIFUGO_LOWMEM),
         "publisher": outcome.publisher,
         "targets": [v.as_dict() for v in targets(scenarios, plan)],
         "errors": outcome.errors,
         "notes": outcome.notes,
     }
+    if plan.ticks is not None:
+        results["plan"]["ticks"] = plan.ticks.as_dict()
+    results["targets"].extend(v.as_dict() for v in centrifugo_targets(results, plan))
+    return results
 
 
 # ---- console -----------------------------------------------------------------
@@ -223,6 +353,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                     f"p99 {_fmt(latency.get('p99'))} max {_fmt(latency.get('max'))} ms  "
                     f"lost {point['lost']}  cpu {_fmt(point.get('cpu_us_per_delivery'))} us"
                 )
+    lines.extend(ticks_lines(results))
     if results.get("publisher"):
         pub = results["publisher"]
         lines.append(
@@ -234,6 +365,32 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"target {verdict['target']}: {state} ({verdict['gap']})")
     for key, error in results["errors"].items():
         lines.append(f"error {key}: {error.splitlines()[0]}")
+    return lines
+
+
+def ticks_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for connections, by_server in results["scenarios"].get("ticks", {}).items():
+        for server in results["servers"]:
+            entry = by_server.get(server)
+            if not isinstance(entry, dict):
+                continue
+            for step in entry.get("steps", ()):
+                latency = step.get("latency_ms") or {}
+                lines.append(
+                    f"ticks C={connections:>6} {server:18} {step['rate']:>7,.0f} msg/s "
+                    f"offered {_fmt(step.get('offered_per_s'))} "
+                    f"delivered {_fmt(step.get('delivered_per_s'))}/s  "
+                    f"p50 {_fmt(latency.get('p50'))} p99 {_fmt(latency.get('p99'))} "
+                    f"max {_fmt(latency.get('max'))} ms  lost {step.get('lost')} "
+                    f"dup {step.get('duplicated')}  cpu {_fmt(step.get('cpu_us_per_message'))} "
+                    f"us/msg {_fmt(step.get('cpu_us_per_delivery'))} us/delivery"
+                )
+            ceiling = entry.get("ceiling") or {}
+            lines.append(
+                f"ticks C={connections:>6} {server:18} ingest ceiling "
+                f"{_fmt(ceiling.get('messages_per_s'))} msg/s ({ceiling.get('stopped')})"
+            )
     return lines
 
 
@@ -278,6 +435,7 @@ def readme_table(results: dict[str, Any]) -> str:
                     f"{_fmt(latency.get('p50'))} | {_fmt(latency.get('p99'))} | "
                     f"{_fmt(latency.get('max'))} | {point['lost']} |"
                 )
+    rows.extend(ticks_table(results))
     rows.append("")
     rows.append("| target | result | measured | gap |")
     rows.append("|---|---|---|---|")
@@ -297,6 +455,40 @@ def readme_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def ticks_table(results: dict[str, Any]) -> list[str]:
+    """The `ticks` ladder of every server, one row per step, then the ceilings."""
+    rows: list[str] = []
+    for connections, by_server in results["scenarios"].get("ticks", {}).items():
+        rows.append("")
+        rows.append(
+            f"| ticks C={connections} | server | offered msg/s | delivered/s | p50 ms |"
+            " p99 ms | max ms | CPU µs/msg | CPU µs/delivery | lost | dup |"
+        )
+        rows.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        ceilings = []
+        for server in results["servers"]:
+            entry = by_server.get(server)
+            if not isinstance(entry, dict):
+                continue
+            for step in entry.get("steps", ()):
+                latency = step.get("latency_ms") or {}
+                rows.append(
+                    f"| {step['rate']:,.0f} | {server} | {_fmt(step.get('offered_per_s'))} | "
+                    f"{_fmt(step.get('delivered_per_s'))} | {_fmt(latency.get('p50'))} | "
+                    f"{_fmt(latency.get('p99'))} | {_fmt(latency.get('max'))} | "
+                    f"{_fmt(step.get('cpu_us_per_message'))} | "
+                    f"{_fmt(step.get('cpu_us_per_delivery'))} | {step.get('lost')} | "
+                    f"{step.get('duplicated')} |"
+                )
+            ceiling = entry.get("ceiling") or {}
+            ceilings.append(
+                f"{server} {_fmt(ceiling.get('messages_per_s'))} msg/s ({ceiling.get('stopped')})"
+            )
+        rows.append("")
+        rows.append("Ingest ceilings: " + "; ".join(ceilings) + ".")
+    return rows
+
+
 def update_readme(readme: Path, table: str) -> bool:
     """Replace the text between the README's result markers; False when they are missing."""
     if not readme.exists():
@@ -312,55 +504,90 @@ def update_readme(readme: Path, table: str) -> bool:
 # ---- plot -----------------------------------------------------------------------
 
 
+COLOURS = {
+    ROOMCAST: "tab:blue",
+    NODE_WS: "tab:green",
+    AIOHTTP_NAIVE: "tab:red",
+    CENTRIFUGO: "tab:purple",
+    CENTRIFUGO_HTTP: "tab:orange",
+    CENTRIFUGO_LOWMEM: "tab:brown",
+}
+STYLES = {"p50": ("-", "o"), "p99": ("--", "s"), "max": (":", "^")}
+
+
 def plot(results: dict[str, Any], path: Path) -> bool:
-    """Latency percentiles vs offered deliveries/s, one colour per server."""
+    """Latency percentiles vs rate, one colour per server: sustained, and `ticks` beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sustained = results["scenarios"].get("sustained", {})
-    if not sustained:
+    ticks = results["scenarios"].get("ticks", {})
+    if not sustained and not ticks:
         return False
-    connections, by_server = next(iter(sustained.items()))
-    figure, axes = plt.subplots(figsize=(9, 5.5), dpi=110)
-    colours = {ROOMCAST: "tab:blue", NODE_WS: "tab:green", AIOHTTP_NAIVE: "tab:red"}
-    styles = {"p50": ("-", "o"), "p99": ("--", "s"), "max": (":", "^")}
-    for server in results["servers"]:
-        points = [p for p in by_server.get(server) or () if p.get("latency_ms")]
-        if not points:
-            continue
-        rates = [p["offered_deliveries_per_s"] for p in points]
-        for name, (line, marker) in styles.items():
-            axes.plot(
-                rates,
-                [max(p["latency_ms"][name], 0.1) for p in points],
-                linestyle=line,
-                marker=marker,
-                color=colours.get(server, "tab:gray"),
-                label=f"{server} {name}",
-            )
-    axes.axhline(TARGET_P99_MS, color="black", linewidth=0.8, alpha=0.5)
-    axes.annotate(
-        f"p99 target {TARGET_P99_MS:g} ms",
-        (axes.get_xlim()[0], TARGET_P99_MS),
-        textcoords="offset points",
-        xytext=(4, 4),
-        fontsize=8,
-    )
-    axes.set_yscale("log")
-    axes.set_xlabel("offered deliveries per second (messages/s x connections)")
-    axes.set_ylabel("publish-to-deliver latency, ms (log)")
-    axes.set_title(
-        f"Latency vs rate, C={connections} connections, server on one core "
-        f"({results['plan']['name']} run)"
-    )
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8, ncol=3, loc="upper left")
+    panels = int(bool(sustained)) + int(bool(ticks))
+    figure, axes_list = plt.subplots(1, panels, figsize=(9 * panels, 5.5), dpi=110, squeeze=False)
+    axes_iter = iter(axes_list[0])
+    if sustained:
+        axes = next(axes_iter)
+        connections, by_server = next(iter(sustained.items()))
+        for server in results["servers"]:
+            points = [p for p in by_server.get(server) or () if p.get("latency_ms")]
+            _lines(axes, server, [p["offered_deliveries_per_s"] for p in points], points)
+        axes.axhline(TARGET_P99_MS, color="black", linewidth=0.8, alpha=0.5)
+        axes.annotate(
+            f"p99 target {TARGET_P99_MS:g} ms",
+            (axes.get_xlim()[0], TARGET_P99_MS),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
+        axes.set_xlabel("offered deliveries per second (messages/s x connections)")
+        axes.set_title(
+            f"Sustained: latency vs rate, C={connections}, server on one core "
+            f"({results['plan']['name']} run)"
+        )
+        _finish(axes)
+    if ticks:
+        axes = next(axes_iter)
+        connections, by_server = next(iter(ticks.items()))
+        for server in results["servers"]:
+            entry = by_server.get(server)
+            steps = entry.get("steps", []) if isinstance(entry, dict) else []
+            points = [p for p in steps if p.get("latency_ms")]
+            _lines(axes, server, [p["offered_per_s"] or p["rate"] for p in points], points)
+        axes.set_xlabel("offered messages per second (spread over every topic:type pair)")
+        axes.set_title(
+            f"ticks: latency vs ingest rate, C={connections}, server on one core "
+            f"({results['plan']['name']} run)"
+        )
+        _finish(axes)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return True
+
+
+def _lines(axes: Any, server: str, rates: list[float], points: list[dict[str, Any]]) -> None:
+    if not points:
+        return
+    for name, (line, marker) in STYLES.items():
+        axes.plot(
+            rates,
+            [max(p["latency_ms"][name], 0.1) for p in points],
+            linestyle=line,
+            marker=marker,
+            color=COLOURS.get(server, "tab:gray"),
+            label=f"{server} {name}",
+        )
+
+
+def _finish(axes: Any) -> None:
+    axes.set_yscale("log")
+    axes.set_ylabel("publish-to-deliver latency, ms (log)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, ncol=3, loc="upper left")
 
 
 def write_outputs(results: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -25,15 +25,20 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench import scenarios
-from bench.feeds import Feed, KafkaFeed, PeerFeed, PublisherFeed
+from bench import scenarios, ticks
+from bench.feeds import CentrifugoApiFeed, Feed, KafkaFeed, PeerFeed, PublisherFeed
 from bench.loadgen import LoadGenerator
+from bench.peers.centrifugo import KafkaSource
 from bench.plan import Plan, max_connections
 from bench.servers import (
     AIOHTTP_NAIVE,
+    CENTRIFUGO_LOWMEM,
+    CENTRIFUGOS,
+    KAFKA_FED,
     NODE_WS,
     ROOMCAST,
     ServerProcess,
+    start_centrifugo,
     start_edge,
     start_naive_peer,
     start_node_peer,
@@ -45,16 +50,25 @@ from roomcast_harness.redis_server import RedisServer
 from roomcast_harness.services import ServiceProcess
 
 SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuv"
+CENTRIFUGO_API_KEY = "bench-api-key"
+# Measured for handshakes and idle memory only: its settings are about memory.
+MEMORY_ONLY = (CENTRIFUGO_LOWMEM,)
 SETTLE_SECONDS = 1.5
 Log = Callable[[str], None]
 
 
 @dataclass
 class Infra:
-    """Kafka, Redis and the publisher roomcast needs, shared by every edge of the run."""
+    """Kafka, Redis and the publisher roomcast needs, shared by every edge of the run.
+
+    `producer` writes wire records straight to Kafka: roomcast's `ticks` feed, and every
+    Kafka feed of Centrifugo (each Centrifugo gets a fresh topic of its own).
+    """
 
     env: dict[str, str]
     topic: str
+    bootstrap: str
+    producer: AIOKafkaProducer
     feed: Feed | None = None
     publisher: ServiceProcess | None = None
     notes: list[str] = field(default_factory=list)
@@ -99,8 +113,9 @@ async def roomcast_infra(
     session: aiohttp.ClientSession,
     feed_kind: str,
     log: Log,
+    with_publisher: bool = True,
 ) -> AsyncIterator[Infra]:
-    """Redis, Kafka, a topic and the publisher (or a direct Kafka producer)."""
+    """Redis, Kafka, a topic, a direct producer and the publisher (unless fed directly)."""
     async with AsyncExitStack() as stack:
         redis = stack.enter_context(RedisServer(workdir / "redis"))
         log("starting Kafka")
@@ -110,7 +125,14 @@ async def roomcast_infra(
         # Kafka and Redis inherit the driver's affinity: the load cores, away from the server.
         topic = f"bench.{uuid.uuid4().hex[:10]}"
         await _create_topic(kafka.bootstrap_servers, topic)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5
+        )
+        await producer.start()
+        stack.push_async_callback(producer.stop)
         infra = Infra(
+            bootstrap=kafka.bootstrap_servers,
+            producer=producer,
             env={
                 "ROOMCAST_REDIS__URL": redis.url,
                 "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -121,7 +143,7 @@ async def roomcast_infra(
             },
             topic=topic,
         )
-        if feed_kind == "publisher":
+        if feed_kind == "publisher" and with_publisher:
             publisher = ServiceProcess("publisher", infra.env, workdir / "logs")
             try:
                 await asyncio.to_thread(publisher.start, 90.0)
@@ -136,25 +158,53 @@ async def roomcast_infra(
                 infra.publisher = publisher
                 infra.feed = PublisherFeed(session, publisher.url)
         if infra.feed is None:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-            await producer.start()
-            stack.push_async_callback(producer.stop)
             infra.feed = KafkaFeed(producer, topic)
         yield infra
 
 
 async def _start_server(
-    name: str, workdir: Path, place: Placement, infra: Infra | None
-) -> ServerProcess:
+    name: str,
+    workdir: Path,
+    place: Placement,
+    infra: Infra | None,
+    session: aiohttp.ClientSession,
+) -> tuple[ServerProcess, Feed]:
+    """A fresh server of that name, and the feed that reaches it."""
     cpus = place.server if place.pinned else None
     if name == ROOMCAST:
         assert infra is not None
-        return await asyncio.to_thread(start_edge, workdir, cpus, infra.env)
+        assert infra.feed is not None
+        edge = await asyncio.to_thread(start_edge, workdir, cpus, infra.env)
+        return edge, infra.feed
+    if name in CENTRIFUGOS:
+        kafka: KafkaSource | None = None
+        if name in KAFKA_FED and name not in MEMORY_ONLY:
+            assert infra is not None
+            topic = f"bench-centrifugo.{uuid.uuid4().hex[:10]}"
+            await _create_topic(infra.bootstrap, topic)
+            kafka = KafkaSource(infra.bootstrap, topic, f"centrifugo-{topic}")
+        centrifugo = await asyncio.to_thread(
+            start_centrifugo,
+            name,
+            workdir,
+            cpus,
+            SECRET,
+            CENTRIFUGO_API_KEY,
+            kafka,
+            name == CENTRIFUGO_LOWMEM,
+        )
+        if kafka is not None:
+            assert infra is not None
+            return centrifugo, KafkaFeed(infra.producer, kafka.topic, centrifugo_channels=True)
+        return centrifugo, CentrifugoApiFeed(session, centrifugo.base_url, CENTRIFUGO_API_KEY)
+    server: ServerProcess
     if name == NODE_WS:
-        return await asyncio.to_thread(start_node_peer, workdir, cpus, SECRET)
-    if name == AIOHTTP_NAIVE:
-        return await asyncio.to_thread(start_naive_peer, workdir, cpus, SECRET)
-    raise ValueError(f"unknown server {name!r}")
+        server = await asyncio.to_thread(start_node_peer, workdir, cpus, SECRET)
+    elif name == AIOHTTP_NAIVE:
+        server = await asyncio.to_thread(start_naive_peer, workdir, cpus, SECRET)
+    else:
+        raise ValueError(f"unknown server {name!r}")
+    return server, PeerFeed(session, server.base_url)
 
 
 async def measure_server(
@@ -171,10 +221,8 @@ async def measure_server(
     log: Log,
 ) -> None:
     run_id = f"{name}-{connections}-{uuid.uuid4().hex[:6]}"
-    server = await _start_server(name, workdir, place, infra)
+    server, feed = await _start_server(name, workdir, place, infra, session)
     try:
-        feed = infra.feed if name == ROOMCAST and infra else PeerFeed(session, server.base_url)
-        assert feed is not None
         outcome.feeds[name] = feed.name
         target = scenarios.Target(
             name=name,
@@ -186,7 +234,9 @@ async def measure_server(
         await asyncio.sleep(SETTLE_SECONDS)
         rss_before = rss_bytes(server.pid)
         log(f"{name} C={connections}: handshakes")
-        hs = await scenarios.handshakes(load, target, mint_urls(server, tokens[:connections]))
+        hs = await scenarios.handshakes(
+            load, target, server.dials(tokens[:connections]), server.protocol
+        )
         outcome.put("handshake", connections, name, hs)
         opened = hs["opened"]
         if opened == 0:
@@ -198,6 +248,8 @@ async def measure_server(
             name,
             scenarios.idle_memory(rss_before, rss_bytes(server.pid), opened),
         )
+        if name in MEMORY_ONLY:
+            return
         messages = plan.burst_messages[connections]
         log(f"{name} C={connections}: burst of {messages} messages")
         outcome.put(
@@ -221,6 +273,88 @@ async def measure_server(
                     )
                 )
             outcome.put("sustained", connections, name, points)
+        if not server.running:
+            raise RuntimeError(f"{name} exited during the run:\n{server.logs()}")
+    finally:
+        await load.close()
+        await asyncio.to_thread(server.stop)
+
+
+def ticks_servers(plan: Plan, servers: Sequence[str]) -> list[str]:
+    """The servers of this run the plan's `ticks` scenario is for."""
+    if plan.ticks is None:
+        return []
+    wanted = plan.ticks_servers
+    return [s for s in servers if s not in MEMORY_ONLY and (wanted is None or s in wanted)]
+
+
+async def measure_ticks(
+    name: str,
+    spec: ticks.TicksSpec,
+    tokens: Sequence[str],
+    load: LoadGenerator,
+    outcome: Outcome,
+    workdir: Path,
+    place: Placement,
+    session: aiohttp.ClientSession,
+    infra: Infra | None,
+    log: Log,
+) -> None:
+    """The `ticks` ladder on a fresh server: steps until it falls behind or the top."""
+    run_id = f"{name}-ticks-{uuid.uuid4().hex[:6]}"
+    if name == ROOMCAST:
+        # Straight to Kafka in the wire format, whatever feeds the other scenarios:
+        # the question is how fast the edge reads and routes the stream.
+        assert infra is not None
+        server, _ = await _start_server(name, workdir, place, infra, session)
+        feed: Feed = KafkaFeed(infra.producer, infra.topic)
+    else:
+        server, feed = await _start_server(name, workdir, place, infra, session)
+    try:
+        target = scenarios.Target(
+            name=name,
+            pid=server.pid,
+            feed=feed,
+            metrics_url=server.base_url + "/metrics" if name == ROOMCAST else None,
+            session=session,
+        )
+        await asyncio.sleep(SETTLE_SECONDS)
+        subs = ticks.subscriptions(spec)
+        dials = [
+            server.dial(i, tokens[i], [ticks.pair_of(spec, p) for p in pairs])
+            for i, pairs in enumerate(subs)
+        ]
+        log(f"{name} ticks: {len(dials)} clients x {spec.per_client} of {spec.pairs} pairs")
+        connected = await scenarios.handshakes(load, target, dials, server.protocol)
+        if connected["opened"] == 0:
+            raise RuntimeError(f"no connection opened: {connected['errors']}\n{server.logs()}")
+        steps: list[dict[str, Any]] = []
+        for index, messages_per_s in enumerate(spec.rates):
+            log(f"{name} ticks: {messages_per_s:g} msg/s")
+            step = await scenarios.ticks_step(
+                load, target, spec, subs, index, messages_per_s, f"{run_id}-s{index}"
+            )
+            steps.append(step)
+            latency = step.get("latency_ms") or {}
+            log(
+                f"{name} ticks: {messages_per_s:g} msg/s offered {step['offered_per_s']}, "
+                f"p99 {latency.get('p99')} ms, lost {step['lost']}, "
+                f"{step['cpu_us_per_message']} us/message"
+            )
+            if ticks.is_behind(step) or ticks.feed_limited(step):
+                break
+        outcome.put(
+            "ticks",
+            spec.clients,
+            name,
+            {
+                "feed": feed.name,
+                "opened": connected["opened"],
+                "failed": connected["failed"],
+                "steps": steps,
+                "ceiling": ticks.ingest_ceiling(steps),
+            },
+        )
         if not server.running:
             raise RuntimeError(f"{name} exited during the run:\n{server.logs()}")
     finally:
@@ -267,7 +401,9 @@ async def run(
     if place.pinned and pin_driver:
         os.sched_setaffinity(0, place.load)
     outcome = Outcome()
-    tokens = await asyncio.to_thread(mint_tokens, max(plan.connections))
+    with_ticks = ticks_servers(plan, servers)
+    ticks_clients = plan.ticks.clients if plan.ticks is not None and with_ticks else 0
+    tokens = await asyncio.to_thread(mint_tokens, max(*plan.connections, ticks_clients))
     timeout = aiohttp.ClientTimeout(total=300)
     connector = aiohttp.TCPConnector(limit=256)
     async with (
@@ -275,9 +411,11 @@ async def run(
         AsyncExitStack() as stack,
     ):
         infra: Infra | None = None
-        if ROOMCAST in servers:
+        if any(s in KAFKA_FED and s not in MEMORY_ONLY for s in servers):
             infra = await stack.enter_async_context(
-                roomcast_infra(workdir, place, session, feed_kind, log)
+                roomcast_infra(
+                    workdir, place, session, feed_kind, log, with_publisher=ROOMCAST in servers
+                )
             )
             outcome.notes.extend(infra.notes)
         load = stack.enter_context(
@@ -296,6 +434,19 @@ async def run(
                     outcome.errors[key] = f"{type(exc).__name__}: {exc}"[:2000]
                     log(f"{key} failed: {outcome.errors[key]}")
                 log(f"{name} C={connections}: done in {time.monotonic() - started:.0f} s")
+        if plan.ticks is not None:
+            for name in with_ticks:
+                started = time.monotonic()
+                try:
+                    await measure_ticks(
+                        name, plan.ticks, tokens, load, outcome, workdir, place, session,
+                        infra, log,
+                    )  # fmt: skip
+                except Exception as exc:
+                    key = f"{name} ticks"
+                    outcome.errors[key] = f"{type(exc).__name__}: {exc}"[:2000]
+                    log(f"{key} failed: {outcome.errors[key]}")
+                log(f"{name} ticks: done in {time.monotonic() - started:.0f} s")
         if infra is not None and infra.publisher is not None:
             log("publisher: acked messages/s")
             try:

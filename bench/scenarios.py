@@ -1,4 +1,4 @@
-"""The measurements: handshakes, idle memory, burst, sustained, publisher throughput.
+"""The measurements: handshakes, idle memory, burst, sustained, ticks, publisher throughput.
 
 Server CPU is always the server process's own accounting (/proc/<pid>/stat, all threads,
 user + kernel) over the scenario's window, divided by what it did in that window.
@@ -14,9 +14,10 @@ from typing import Any
 
 import aiohttp
 
+from bench import ticks
 from bench.feeds import Feed
-from bench.loadgen import LoadGenerator
-from bench.messages import publish_request
+from bench.loadgen import Dial, LoadGenerator
+from bench.messages import publish_request, ticks_request
 from bench.promtext import bucket_delta, histogram_buckets, quantile_upper_bound
 from bench.stats import Delivery, Latency, micros_per, rate
 from bench.system import CpuTimes, cpu_times
@@ -68,10 +69,12 @@ def _cpu(delta: CpuTimes, count: int) -> dict[str, Any]:
     }
 
 
-async def handshakes(load: LoadGenerator, target: Target, urls: Sequence[str]) -> dict[str, Any]:
+async def handshakes(
+    load: LoadGenerator, target: Target, urls: Sequence[str | Dial], protocol: str = "roomcast"
+) -> dict[str, Any]:
     """Open every connection as fast as the clients can; JWT checks included."""
     before = cpu_times(target.pid)
-    result = await load.connect(urls)
+    result = await load.connect(urls, protocol=protocol)
     delta = cpu_times(target.pid) - before
     seconds = result["finished"] - result["started"]
     cpu = _cpu(delta, result["opened"])
@@ -216,6 +219,77 @@ async def sustained(
         "server_cpu_share": round(delta.total / elapsed, 3) if elapsed > 0 else None,
         "load_cpu_share": round(load_cpu / elapsed, 3) if elapsed > 0 else None,
         "latency_ms": None if latency is None else _latency_dict(latency),
+    }
+
+
+async def ticks_step(
+    load: LoadGenerator,
+    target: Target,
+    spec: ticks.TicksSpec,
+    subs: Sequence[tuple[int, ...]],
+    step: int,
+    rate_per_s: float,
+    run_id: str,
+    tick: float = 0.01,
+) -> dict[str, Any]:
+    """One step of the `ticks` feed: `rate_per_s` messages/s spread over every topic:type pair.
+
+    Server CPU is divided both by the messages it ingested (all of them: a server reads
+    the whole stream, whoever subscribed) and by the deliveries it made.
+    """
+    await load.reset()
+    lag_before = await _lag_buckets(target)
+    total = max(1, round(rate_per_s * spec.step_seconds))
+    sequence = ticks.feed_sequence(spec, step, total)
+    expected = ticks.expected_per_client(subs, sequence)
+    before = cpu_times(target.pid)
+    load_before = load.cpu_seconds()
+    started = time.monotonic()
+    sends: list[asyncio.Task[None]] = []
+    sent = 0
+    while sent < total:
+        due = ticks.schedule(rate_per_s, spec.step_seconds, time.monotonic() - started)
+        if due > sent:
+            batch = [
+                ticks_request(run_id, seq, *ticks.pair_of(spec, sequence[seq]))
+                for seq in range(sent, due)
+            ]
+            sends.append(asyncio.create_task(target.feed.publish(batch)))
+            sent = due
+        await asyncio.sleep(tick)
+    await asyncio.gather(*sends)
+    fed_seconds = time.monotonic() - started
+    fed_at = time.time()
+    await wait_for_deliveries(load, sum(expected), quiet=3.0, cap=30.0)
+    delta = cpu_times(target.pid) - before
+    load_cpu = load.cpu_seconds() - load_before
+    elapsed = time.monotonic() - started
+    lag_after = await _lag_buckets(target)
+    stats = await load.stats()
+    counts: dict[int, int] = {}
+    for key, count in zip(stats.keys, stats.counts, strict=True):
+        counts[key] = counts.get(key, 0) + count
+    loss = ticks.losses(counts, expected)
+    latency = Latency.of(stats.latencies)
+    drain = max(0.0, stats.last_delivery - fed_at) if loss.received else None
+    return {
+        "rate": rate_per_s,
+        "messages": total,
+        "offered_per_s": rate(total, fed_seconds),
+        "delivered_per_s": rate(loss.received, fed_seconds + (drain or 0.0)),
+        "deliveries_per_message": round(loss.expected / total, 3),
+        "expected": loss.expected,
+        "delivered": loss.received,
+        "lost": loss.lost,
+        "duplicated": loss.duplicated,
+        "drain_seconds": None if drain is None else round(drain, 3),
+        "cpu_us_per_message": micros_per(delta.total, total),
+        "cpu_us_per_delivery": micros_per(delta.total, loss.received),
+        "kernel_share": _cpu(delta, total)["kernel_share"],
+        "server_cpu_share": round(delta.total / elapsed, 3) if elapsed > 0 else None,
+        "load_cpu_share": round(load_cpu / elapsed, 3) if elapsed > 0 else None,
+        "latency_ms": None if latency is None else _latency_dict(latency),
+        "server_side_latency_ms": _server_side(lag_before, lag_after),
     }
 
 

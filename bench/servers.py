@@ -1,7 +1,10 @@
-"""The servers under test as processes: roomcast's edge and the two peers.
+"""The servers under test as processes: roomcast's edge and the peers.
 
-Every server listens on loopback with the same shape: ``/ws?token=T&topics=bench:tick``
-upgrades after checking the JWT and answers with a ``connected`` message.
+roomcast and the Node and naive peers listen on loopback with the same shape:
+``/ws?token=T&topics=bench:tick`` upgrades after checking the JWT and answers with a
+``connected`` message. Centrifugo speaks its own protocol on ``/connection/websocket``
+(token in a connect command, then a subscribe per channel): a ServerProcess says which
+protocol its clients speak and how to dial it.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench.feeds import centrifugo_channel
+from bench.loadgen import CENTRIFUGO_PROTOCOL, ROOMCAST_PROTOCOL, Dial
 from bench.messages import TOPIC, TYPE
+from bench.peers import centrifugo
 from bench.system import pin_process
 from roomcast_harness.procs import free_port, spawn, stop, tail, wait_for
 from roomcast_harness.services import ServiceProcess, http_status
@@ -24,11 +30,21 @@ NODE_DIR = Path(__file__).resolve().parent / "peers" / "node"
 ROOMCAST = "roomcast"
 NODE_WS = "node_ws"
 AIOHTTP_NAIVE = "aiohttp_naive"
-ALL = (ROOMCAST, NODE_WS, AIOHTTP_NAIVE)
+# Centrifugo fed by its Kafka consumer (the comparison the targets use), by its HTTP API,
+# and with its low-memory WebSocket settings (measured for handshakes and idle memory).
+CENTRIFUGO = "centrifugo"
+CENTRIFUGO_HTTP = "centrifugo_http"
+CENTRIFUGO_LOWMEM = "centrifugo_lowmem"
+CENTRIFUGOS = (CENTRIFUGO, CENTRIFUGO_HTTP, CENTRIFUGO_LOWMEM)
+ALL = (ROOMCAST, NODE_WS, AIOHTTP_NAIVE, *CENTRIFUGOS)
+# Servers whose messages come from Kafka (and so need the broker started).
+KAFKA_FED = (ROOMCAST, CENTRIFUGO, CENTRIFUGO_LOWMEM)
 
 
 class ServerProcess:
     """One server under test: start, pid, URLs, stop."""
+
+    protocol = ROOMCAST_PROTOCOL
 
     def __init__(self, name: str, workdir: Path, cpus: frozenset[int] | None) -> None:
         self.name = name
@@ -44,6 +60,15 @@ class ServerProcess:
 
     def ws_url(self, token: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws?token={token}&topics={TOPIC}:{TYPE}"
+
+    def dial(self, key: int, token: str, pairs: Sequence[tuple[str, str]]) -> Dial:
+        """A connection subscribed at connect to these (topic, type) pairs."""
+        topics = ",".join(f"{topic}:{type_}" for topic, type_ in pairs)
+        return Dial(f"ws://127.0.0.1:{self.port}/ws?token={token}&topics={topics}", key)
+
+    def dials(self, tokens: Sequence[str]) -> list[Dial]:
+        """One connection per token, each subscribed to the bench topic."""
+        return [self.dial(i, t, [(TOPIC, TYPE)]) for i, t in enumerate(tokens)]
 
     @property
     def pid(self) -> int:
@@ -91,6 +116,36 @@ class ServerProcess:
         if self._proc is not None:
             stop(self._proc, timeout=15)
             self._proc = None
+
+
+class CentrifugoProcess(ServerProcess):
+    protocol = CENTRIFUGO_PROTOCOL
+
+    def ws_url(self, token: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{centrifugo.WS_PATH}"
+
+    def dial(self, key: int, token: str, pairs: Sequence[tuple[str, str]]) -> Dial:
+        channels = tuple(centrifugo_channel(topic, type_) for topic, type_ in pairs)
+        return Dial(self.ws_url(token), key, token, channels)
+
+
+def start_centrifugo(
+    name: str,
+    workdir: Path,
+    cpus: frozenset[int] | None,
+    secret: str,
+    api_key: str,
+    kafka: centrifugo.KafkaSource | None,
+    low_memory: bool = False,
+) -> CentrifugoProcess:
+    executable = centrifugo.binary()
+    server = CentrifugoProcess(name, workdir, cpus)
+    document = centrifugo.config(server.port, secret, api_key, kafka, low_memory)
+    path = centrifugo.write_config(workdir / f"{name}-{server.port}.json", document)
+    # Go sizes its scheduler from the CPUs it may use at start: give it the server's.
+    env = {"GOMAXPROCS": str(len(cpus))} if cpus else {}
+    server.start_process([str(executable), "--config", str(path)], env, workdir)
+    return server
 
 
 def node_available() -> bool:

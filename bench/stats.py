@@ -108,3 +108,16 @@ def at_most(name: str, target: str, measured: float | None, limit: float, unit: 
         times = f" ({measured / limit:.2f}x the limit)" if limit > 0 else ""
         gap = f"{measured - limit:.3g} {unit} over{times}"
     return Verdict(name, target, measured, met, gap)
+
+
+def at_least(name: str, target: str, measured: float | None, limit: float, unit: str) -> Verdict:
+    """A target of the form measured >= limit (rates: higher is better)."""
+    if measured is None:
+        return Verdict(name, target, None, None, "not measured")
+    met = measured >= limit
+    if met:
+        gap = f"met with {measured - limit:.3g} {unit} to spare"
+    else:
+        times = f" ({measured / limit:.2f}x the limit)" if limit > 0 else ""
+        gap = f"{limit - measured:.3g} {unit} short{times}"
+    return Verdict(name, target, measured, met, gap)

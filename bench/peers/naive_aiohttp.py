@@ -1,10 +1,12 @@
 """Benchmark peer: the naive aiohttp broadcaster, same protocol shape as the edge.
 
-    GET  /ws?token=T&...  JWT (HS256) checked before the upgrade (401 otherwise), then a
+    GET  /ws?token=T&topics=a:x,b:y
+                          JWT (HS256) checked before the upgrade (401 otherwise), then a
                           {"action": "connected", ...} message like the edge sends.
     POST /publish         {"records": [<roomcast wire record>, ...]}: queued; one task turns
                           each record into a push and does ``await ws.send_str(json.dumps(m))``
-                          for every client, the way most hand-written broadcasters do.
+                          for every client subscribed to its topic:type (every client when
+                          it has no topic), the way most hand-written broadcasters do.
     GET  /health          200.
 
 It is deliberately the textbook version (stdlib json, one serialization and one awaited
@@ -30,6 +32,7 @@ import jwt
 from aiohttp import WSMsgType, web
 
 CLIENTS = web.AppKey[set[web.WebSocketResponse]]("clients")
+SUBSCRIBERS = web.AppKey[dict[str, set[web.WebSocketResponse]]]("subscribers")
 QUEUE = web.AppKey["asyncio.Queue[dict[str, Any]]"]("queue")
 SECRET = web.AppKey("secret", str)
 
@@ -58,6 +61,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     clients = request.app[CLIENTS]
     clients.add(ws)
+    keys = [k for k in request.query.get("topics", "").split(",") if k]
+    subscribers = request.app[SUBSCRIBERS]
+    for key in keys:
+        subscribers.setdefault(key, set()).add(ws)
     try:
         await ws.send_str(
             json.dumps(
@@ -77,6 +84,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         clients.discard(ws)
+        for key in keys:
+            subscribers.get(key, set()).discard(ws)
     return ws
 
 
@@ -103,7 +112,10 @@ async def broadcaster(app: web.Application) -> None:
         record = await app[QUEUE].get()
         position += 1
         message = push_of(record, position)
-        clients = app[CLIENTS]
+        if record.get("topic") is None:
+            clients = app[CLIENTS]
+        else:
+            clients = app[SUBSCRIBERS].get(f"{record.get('topic')}:{record.get('type')}", set())
         for ws in tuple(clients):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_str(json.dumps(message))
@@ -126,6 +138,7 @@ async def close_clients(app: web.Application) -> None:
 def create_app(secret: str) -> web.Application:
     app = web.Application()
     app[CLIENTS] = set()
+    app[SUBSCRIBERS] = {}
     app[QUEUE] = asyncio.Queue()
     app[SECRET] = secret
     app.cleanup_ctx.append(broadcaster_ctx)

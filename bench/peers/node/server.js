@@ -1,10 +1,13 @@
 // Benchmark peer: a Node.js `ws` broadcast server with the edge's protocol shape.
 //
-//   GET  /ws?token=T&...   JWT (HS256) verified before the upgrade, 401 otherwise; then a
+//   GET  /ws?token=T&topics=a:x,b:y
+//                          JWT (HS256) verified before the upgrade, 401 otherwise; then a
 //                          {"action": "connected", ...} message like the edge sends.
 //   POST /publish          {"records": [<roomcast wire record>, ...]}: each record becomes a
 //                          push shaped like the edge's, serialized once and the same Buffer
-//                          sent to every open client (the idiomatic ws broadcast).
+//                          sent to every client subscribed to its topic:type (a Map from
+//                          topic:type to a Set of sockets), or to every client when it has
+//                          no topic (the idiomatic ws broadcast).
 //   GET  /health           200 once listening.
 //
 // Usage: BENCH_JWT_SECRET=... node server.js --port 9000
@@ -47,11 +50,35 @@ function pushOf(record) {
 // Compression off, as the edge has it: per-connection zlib state would dominate memory.
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: true });
 
+const subscribers = new Map();
+
 function broadcast(record) {
+  let targets = wss.clients;
+  if (record.topic != null) {
+    targets = subscribers.get(`${record.topic}:${record.type}`);
+    if (targets === undefined) return;
+  }
   const data = Buffer.from(JSON.stringify(pushOf(record)));
-  for (const client of wss.clients) {
+  for (const client of targets) {
     if (client.readyState === WebSocket.OPEN) client.send(data, { binary: false });
   }
+}
+
+function subscribe(ws, topics) {
+  const keys = topics ? topics.split(',').filter((k) => k) : [];
+  for (const key of keys) {
+    let set = subscribers.get(key);
+    if (set === undefined) subscribers.set(key, (set = new Set()));
+    set.add(ws);
+  }
+  ws.on('close', () => {
+    for (const key of keys) {
+      const set = subscribers.get(key);
+      if (set === undefined) continue;
+      set.delete(ws);
+      if (set.size === 0) subscribers.delete(key);
+    }
+  });
 }
 
 const server = http.createServer((req, res) => {
@@ -103,6 +130,7 @@ server.on('upgrade', (req, socket, head) => {
     return;
   }
   wss.handleUpgrade(req, socket, head, (ws) => {
+    subscribe(ws, url.searchParams.get('topics'));
     ws.on('message', () => {});
     ws.on('error', () => {});
     ws.send(
