@@ -11,7 +11,6 @@ from typing import cast
 import pytest
 
 from roomcast_core.tokens import TokenClaims
-from roomcast_edge.connection import Connection
 from roomcast_edge.domain.frames import (
     FrameError,
     close_code,
@@ -21,7 +20,8 @@ from roomcast_edge.domain.frames import (
     unmask,
 )
 from roomcast_edge.domain.ratelimit import TokenBucket
-from roomcast_edge.handshake import upgrade
+from roomcast_edge.transport.connection import Connection
+from roomcast_edge.transport.handshake import upgrade
 from tests.unit.edge.test_node_fanout import FakeTransport
 
 

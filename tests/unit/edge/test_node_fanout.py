@@ -12,13 +12,14 @@ from roomcast_core.settings import load_settings
 from roomcast_core.tokens import TokenClaims
 from roomcast_core.wire import Message
 from roomcast_edge.adapters.redis_presence import RedisPresence
-from roomcast_edge.connection import Connection
+from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.frames import close_frame
 from roomcast_edge.domain.ports import Presence, PublicationSink
 from roomcast_edge.domain.publication import make_publication
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.metrics import EdgeMetrics
-from roomcast_edge.node import ConnectRequest, Node
+from roomcast_edge.node import Node
+from roomcast_edge.transport.connection import Connection
 
 
 class FakeTransport:

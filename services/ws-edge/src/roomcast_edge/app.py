@@ -30,6 +30,7 @@ from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
 from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
+from roomcast_edge.transport.takeover import check_aiohttp
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -103,6 +104,7 @@ def _sweep(app: web.Application) -> Coroutine[Any, Any, None]:
 
 
 def create_app(settings: Settings) -> web.Application:
+    check_aiohttp()  # the socket takeover relies on aiohttp internals: fail at start
     app = web.Application()
     app[SETTINGS_KEY] = settings
     registry = CollectorRegistry()

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from roomcast_core.errors import error_response
 from roomcast_core.tokens import TokenClaims, TokenError, authenticate
-from roomcast_edge import handshake
-from roomcast_edge.connection import Connection
 from roomcast_edge.domain import protocol
+from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.positions import PositionError, parse_vector
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.keys import METRICS_KEY, NODE_KEY, REVOCATIONS_KEY, SETTINGS_KEY, VERIFIER_KEY
 from roomcast_edge.metrics import EdgeMetrics
-from roomcast_edge.node import ConnectRequest, Node
+from roomcast_edge.node import Node
+from roomcast_edge.transport import handshake
+from roomcast_edge.transport.connection import Connection
+from roomcast_edge.transport.takeover import TakenOver, take_over
 
 
 def _token(request: web.Request) -> str:
@@ -74,7 +74,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         return _refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
     transport = request.transport
     if transport is None or transport.is_closing():
-        return _TakenOver()  # the client is gone already
+        return TakenOver()  # the client is gone already
     loop = node.loop
     rate = settings.request_rate
     conn = Connection(
@@ -86,43 +86,13 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         settings.max_frame_bytes,
         upgrade.deflate,
     )
-    transport.write(upgrade.response)
-    tail = _take_over(request, transport, conn)
+    tail = take_over(request, transport, conn, upgrade.response)
     node.open(conn, connect)
     if tail:
         conn.data_received(tail)
-    return _TakenOver()
+    return TakenOver()
 
 
 def _still_draining(node: Node) -> bool:
     # A function, so the check after an await is not taken for the one before it.
     return node.draining
-
-
-class _TakenOver(web.StreamResponse):
-    """What the handler returns once the socket is ours: aiohttp has nothing to write."""
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-def _take_over(request: web.Request, transport: asyncio.Transport, conn: Connection) -> bytes:
-    """Hand the socket from aiohttp's HTTP protocol to `conn`; returns bytes already read.
-
-    Done synchronously right after the 101 is written, so every later client byte
-    reaches `conn`. aiohttp's protocol is then told its connection is over (which
-    lets its request, parser and task go) with its transport detached first, so it
-    neither writes to nor closes the socket.
-    """
-    http = request.protocol
-    # Frames a client sent together with its upgrade request, buffered by aiohttp.
-    tail = getattr(http, "_message_tail", b"")
-    http.transport = None
-    transport.set_protocol(conn)
-    http.connection_lost(None)
-    if not transport.is_reading():
-        transport.resume_reading()  # aiohttp may have paused it
-    return bytes(tail) if tail else b""

@@ -1,8 +1,10 @@
-"""The edge node: connections, their rooms and subscriptions, and the live stream.
+"""The edge node: wires the stream, the domain and the transport together.
 
-Everything here runs synchronously on the event loop. That is what makes recovery
-exact: reading the history and registering a connection in the hub happen in one
-step with no await in between, so no message can fall into the seam or arrive twice.
+It is the stream's sink (history, then fan-out of live messages), keeps the open
+connections by id and by token, passes connects and requests to the domain's
+dispatcher and the answers to the fan-out, and closes connections from the server
+side. Everything here runs synchronously on the event loop: the dispatcher's
+history read and hub change happen in one step, so recovery is exact.
 """
 
 from __future__ import annotations
@@ -10,24 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from roomcast_core.settings import EdgeSettings
-from roomcast_edge.connection import Connection
-from roomcast_edge.domain import protocol
+from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits
 from roomcast_edge.domain.frames import pong_frame, text_frame
 from roomcast_edge.domain.history import History
-from roomcast_edge.domain.hub import ANY_TYPE, Hub
-from roomcast_edge.domain.positions import format_vector
+from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.publication import Publication
-from roomcast_edge.fanout import Fanout
 from roomcast_edge.metrics import EdgeMetrics
+from roomcast_edge.transport.connection import Connection
+from roomcast_edge.transport.fanout import Fanout
 
 log = logging.getLogger(__name__)
 
-# A client whose requests are refused this many times in a row is closed (1008).
-ABUSE_STRIKES = 200
 # Seconds the server waits for the client's answer to its close frame.
 CLOSE_TIMEOUT = 5.0
 # After that, how long a client that stopped reading keeps its socket.
@@ -39,15 +36,7 @@ CLOSE_REVOKED = (1008, "token revoked")
 CLOSE_ABUSE = (1008, "rate limit exceeded")
 CLOSE_RESTART = (1012, "service restart")
 
-
-@dataclass(frozen=True, slots=True)
-class ConnectRequest:
-    """Connect-time parameters, already read from the URL."""
-
-    rooms: list[str]
-    topics: list[tuple[str, str, str]]  # (as written, topic, type)
-    bad_topics: list[str]
-    since: dict[int, int] | None
+__all__ = ["ConnectRequest", "Node"]
 
 
 class Node:
@@ -60,6 +49,9 @@ class Node:
         self.hub: Hub[Connection] = Hub()
         self.history = History(settings.history_size, settings.history_age)
         self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow)
+        self.dispatcher = Dispatcher(
+            self.hub, self.history, Limits(settings.max_rooms, settings.max_subscriptions)
+        )
         self.connections: dict[str, Connection] = {}
         self._by_jti: dict[str, set[Connection]] = {}
         # Connections whose close frame is out and whose socket is not closed yet.
@@ -101,169 +93,35 @@ class Node:
     def skip(self, partition: int, offset: int) -> None:
         self.history.advance(partition, offset)
 
-    # ---- connecting -------------------------------------------------------
+    # ---- connecting and requests -------------------------------------------
 
     def open(self, conn: Connection, request: ConnectRequest) -> None:
         """Register conn and queue `connected` plus any replay, in one synchronous step."""
-        claims = conn.claims
-        refused: list[str] = []
-        rooms = [r for r in request.rooms if protocol.allowed(claims.rooms, r)]
-        refused.extend(r for r in request.rooms if r not in rooms)
-        subscriptions: list[tuple[str, str]] = []
-        for spec, topic, type_ in request.topics:
-            if (
-                protocol.allowed(claims.topics, topic)
-                and len(subscriptions) < self.settings.max_subscriptions
-            ):
-                subscriptions.append((topic, type_))
-            else:
-                refused.append(spec)
-        refused.extend(request.bad_topics)
-
-        self.history.expire(time.time())
-        positions = self.history.positions()
+        self.fanout.attach(conn)
         self.connections[conn.id] = conn
         self._by_jti.setdefault(conn.jti, set()).add(conn)
-        self.hub.add(conn)
-        for room in rooms:
-            self.hub.join(conn, room)
-        for topic, type_ in subscriptions:
-            self.hub.subscribe(conn, topic, type_)
-
-        recovered: bool | None = None
-        replay: list[bytes] = []
-        since = request.since
-        if since is not None:
-            recovered = self.history.covers(since)
-            self.metrics.recoveries.labels(str(recovered).lower()).inc()
-            replay = [
-                p.frame
-                for p in self.history.after(since)
-                if self.hub.matches(conn, p.topic, p.type, p.room)
-            ]
-            # A vector from an edge that is ahead of this one: what this edge has
-            # not read yet the client already has, so it must not arrive twice.
-            ahead = {p: o for p, o in since.items() if o > positions.get(p, -1)}
-            conn.skip = ahead or None
-        hello = protocol.connected(conn.id, rooms, format_vector(positions), refused, recovered)
-        self.fanout.send(conn, text_frame(hello))
-        for frame in replay:
-            self.fanout.send(conn, frame)
-
-    # ---- requests ---------------------------------------------------------
+        opened = self.dispatcher.open(conn, request, time.time())
+        self._count_recovery(opened.recovered)
+        self.fanout.send(conn, text_frame(opened.hello))
+        for publication in opened.replay:
+            self.fanout.send(conn, publication.frame)
 
     def handle_text(self, conn: Connection, data: str | bytes) -> None:
         if conn.closed:
             return
-        if not conn.bucket.take(self.loop.time()):
-            conn.strikes += 1
-            self.metrics.requests.labels("rate_limited").inc()
-            if conn.strikes >= ABUSE_STRIKES:
-                self.close(conn, *CLOSE_ABUSE, drop="rate_limited")
-                return
-            request_id, action = _echo(data)
-            self._reply(conn, request_id, action, "rate limit exceeded, slow down")
+        answer = self.dispatcher.handle(conn, data, self.loop.time(), time.time())
+        self.metrics.requests.labels(answer.outcome).inc()
+        if answer.reply is None:
+            self.close(conn, *CLOSE_ABUSE, drop="rate_limited")
             return
-        conn.strikes = 0
-        try:
-            request = protocol.parse_request(data)
-        except protocol.RequestError as exc:
-            self.metrics.requests.labels("fail").inc()
-            self._reply(conn, exc.request_id, exc.action, str(exc))
-            return
-        error, extra, replay = self._act(conn, request)
-        self.metrics.requests.labels("fail" if error else "ok").inc()
-        self._reply(conn, request.request_id, request.action, error, extra)
-        for frame in replay:
-            self.fanout.send(conn, frame)
+        self._count_recovery(answer.recovered)
+        self.fanout.send(conn, text_frame(answer.reply))
+        for publication in answer.replay:
+            self.fanout.send(conn, publication.frame)
 
-    def _act(
-        self, conn: Connection, request: protocol.Request
-    ) -> tuple[str, dict[str, bool] | None, list[bytes]]:
-        """(error message or "", extra reply fields, replayed frames)."""
-        action = request.action
-        if action == "ping":
-            return "", None, []
-        claims = conn.claims
-        hub = self.hub
-        if action in ("subscribe", "unsubscribe"):
-            topic, type_ = request.topic, request.type
-            assert topic is not None
-            if action == "unsubscribe":
-                hub.unsubscribe(conn, topic, type_)
-                return "", None, []
-            if not protocol.allowed(claims.topics, topic):
-                return f"topic {topic!r} is not allowed by the token", None, []
-            if (topic, type_) in hub.subscriptions_of(conn):
-                return "", self._recovery_flag(request), []
-            limit = self.settings.max_subscriptions
-            if len(hub.subscriptions_of(conn)) >= limit:
-                return f"too many subscriptions (at most {limit})", None, []
-            replay = self._replay_topic(conn, request) if request.since is not None else []
-            hub.subscribe(conn, topic, type_)
-            return "", self._recovery_flag(request), replay
-        room = request.room
-        assert room is not None
-        if action == "leave":
-            hub.leave(conn, room)
-            return "", None, []
-        if not protocol.allowed(claims.rooms, room):
-            return f"room {room!r} is not allowed by the token", None, []
-        if room in hub.rooms_of(conn):
-            return "", self._recovery_flag(request), []
-        limit = self.settings.max_rooms
-        if len(hub.rooms_of(conn)) >= limit:
-            return f"too many rooms (at most {limit})", None, []
-        replay = self._replay_room(conn, request) if request.since is not None else []
-        hub.join(conn, room)
-        return "", self._recovery_flag(request), replay
-
-    def _recovery_flag(self, request: protocol.Request) -> dict[str, bool] | None:
-        if request.since is None:
-            return None
-        self.history.expire(time.time())
-        recovered = self.history.covers(request.since)
-        self.metrics.recoveries.labels(str(recovered).lower()).inc()
-        return {"recovered": recovered}
-
-    def _replay_topic(self, conn: Connection, request: protocol.Request) -> list[bytes]:
-        # Before subscribing: what the new subscription adds, minus what the
-        # connection's other rooms/subscriptions already bring it.
-        assert request.since is not None
-        assert request.topic is not None
-        topic, type_ = request.topic, request.type
-        rooms = self.hub.rooms_of(conn)
-        return [
-            p.frame
-            for p in self._history_after(request.since)
-            if p.topic == topic
-            and (type_ == ANY_TYPE or p.type == type_)
-            and (p.room is None or p.room in rooms)
-            and not self.hub.matches(conn, p.topic, p.type, p.room)
-        ]
-
-    def _replay_room(self, conn: Connection, request: protocol.Request) -> list[bytes]:
-        assert request.since is not None
-        room = request.room
-        return [
-            p.frame
-            for p in self._history_after(request.since)
-            if p.room == room and (p.topic is None or self.hub.wants_topic(conn, p.topic, p.type))
-        ]
-
-    def _history_after(self, since: dict[int, int]) -> Iterator[Publication]:
-        self.history.expire(time.time())
-        return self.history.after(since)
-
-    def _reply(
-        self,
-        conn: Connection,
-        request_id: object,
-        action: str,
-        error: str = "",
-        extra: dict[str, bool] | None = None,
-    ) -> None:
-        self.fanout.send(conn, text_frame(protocol.reply(request_id, action, error, extra)))
+    def _count_recovery(self, recovered: bool | None) -> None:
+        if recovered is not None:
+            self.metrics.recoveries.labels(str(recovered).lower()).inc()
 
     def pong(self, conn: Connection, payload: bytes) -> None:
         # Through the same pending buffer as everything else, so frames never interleave.
@@ -289,7 +147,7 @@ class Node:
         self.forget(conn)
         if drop is not None:
             self.metrics.drops.labels(drop).inc()
-        if not conn.transport.is_closing():
+        if not conn.gone:
             self._closing.add(conn)
             conn.send_close(code, reason, CLOSE_TIMEOUT, ABORT_AFTER_CLOSE)
 
@@ -305,8 +163,7 @@ class Node:
     def forget(self, conn: Connection) -> None:
         """Take conn out of every index; nothing more is queued to it."""
         conn.closed = True
-        conn.pending = []
-        conn.pending_bytes = 0
+        self.fanout.discard(conn)
         self.hub.remove(conn)
         self.connections.pop(conn.id, None)
         same_token = self._by_jti.get(conn.jti)
@@ -322,20 +179,11 @@ class Node:
         """Until every connection closed from our side has its socket closed."""
         deadline = self.loop.time() + timeout
         while self._closing and self.loop.time() < deadline:
-            self._closing = {c for c in self._closing if not c.transport.is_closing()}
+            self._closing = {c for c in self._closing if not c.gone}
             await asyncio.sleep(0.05)
 
     def abort_all(self) -> None:
         """At shutdown: end every socket still open, answered or not."""
         for conn in [*self.connections.values(), *self._closing]:
-            conn.transport.abort()
+            conn.abort()
         self._closing.clear()
-
-
-def _echo(data: str | bytes) -> tuple[object, str]:
-    """request_id and action of a request we will not act on, for its reply."""
-    try:
-        request = protocol.parse_request(data)
-    except protocol.RequestError as exc:
-        return exc.request_id, exc.action
-    return request.request_id, request.action

@@ -1,5 +1,8 @@
 """Write coalescing: frames queue per connection and go out once per loop turn.
 
+The fan-out is the one owner of every connection's outbound state (`pending`,
+`pending_bytes`): nothing else queues, writes data frames or clears them.
+
 Delivering a push appends the shared frame bytes to each recipient's pending list;
 one callback per event-loop turn joins each connection's frames and hands them to
 its transport with a single write. Nothing awaits and nothing is created per
@@ -14,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from roomcast_edge.connection import Connection
 from roomcast_edge.domain.frames import deflate_text_frame, frame_payload
+from roomcast_edge.transport.connection import Connection
 
 # Pending bytes at which a connection is written at once instead of at the end of
 # the turn: big bursts still go out in large writes, and memory stays bounded.
@@ -34,6 +37,18 @@ class Fanout:
         self._on_slow = on_slow
         self._dirty: list[Connection] = []
         self._scheduled = False
+
+    @staticmethod
+    def attach(conn: Connection) -> None:
+        """Give a new connection its (empty) outbound buffer, before anything is sent."""
+        conn.pending = []
+        conn.pending_bytes = 0
+
+    @staticmethod
+    def discard(conn: Connection) -> None:
+        """Drop what was not written yet (the connection is going away)."""
+        conn.pending = []
+        conn.pending_bytes = 0
 
     def send(self, conn: Connection, frame: bytes) -> None:
         """Queue one frame (a reply, a replayed push) for this turn's flush."""

@@ -1,16 +1,17 @@
-"""One client WebSocket after the upgrade: its identity, its outbound buffer, its
-liveness, and the socket itself.
+"""One client WebSocket after the upgrade: the socket, the client frames read from it,
+its liveness and the close handshake.
 
 Once the handshake is answered the edge takes the transport over from aiohttp
 (`transport.set_protocol`): the connection is this one object, which reads client
 frames straight from the socket. No request, response, reader or task is kept per
-connection, which is most of what an idle client costs.
+connection, which is most of what an idle client costs. The session state the
+protocol needs (claims, request budget) comes from the domain's `Session`; the
+outbound buffer slots are declared here but owned by the fan-out alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 import zlib
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from roomcast_edge.domain.frames import (
     read_frames,
 )
 from roomcast_edge.domain.ratelimit import TokenBucket
+from roomcast_edge.domain.session import Session
 
 _FIN = 0x80
 _RSV1 = 0x40
@@ -50,7 +52,7 @@ class FrameHandler(Protocol):
     def lost(self, conn: Connection) -> None: ...
 
 
-class Connection(asyncio.Protocol):
+class Connection(Session, asyncio.Protocol):
     """Hashable by identity: the hub indexes these objects directly."""
 
     __slots__ = (
@@ -58,20 +60,18 @@ class Connection(asyncio.Protocol):
         "_fragments",
         "_handler",
         "_inflater",
-        "bucket",
-        "claims",
         "closed",
         "closing",
         "deflate",
-        "id",
         "last_life",
         "max_message",
         "pending",
         "pending_bytes",
-        "skip",
-        "strikes",
         "transport",
     )
+    # Outbound state, set and changed only by transport.fanout.Fanout (attach first).
+    pending: list[bytes]
+    pending_bytes: int
 
     def __init__(
         self,
@@ -83,14 +83,9 @@ class Connection(asyncio.Protocol):
         max_message: int = 65536,
         deflate: int = 0,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        Session.__init__(self, claims, bucket)
         self._handler = handler
         self.transport = transport
-        self.claims = claims
-        self.bucket = bucket
-        # Frames waiting for this loop turn's flush, written with one transport.write.
-        self.pending: list[bytes] = []
-        self.pending_bytes = 0
         self.last_life = now
         # No longer in the hub: nothing more is queued to it.
         self.closed = False
@@ -99,32 +94,17 @@ class Connection(asyncio.Protocol):
         # Negotiated permessage-deflate window bits; 0 when the client sends plain frames.
         self.deflate = deflate
         self.max_message = max_message
-        # Per partition, live offsets up to which this connection already has
-        # (it recovered from a vector ahead of this edge); None almost always.
-        self.skip: dict[int, int] | None = None
-        # Requests refused by the rate limit since the last accepted one.
-        self.strikes = 0
         self._buffer = b""  # an incomplete client frame
         self._fragments: list[bytes] | None = None  # [first header byte as bytes, parts...]
         self._inflater: zlib._Decompress | None = None  # only once a client compresses
 
     @property
-    def jti(self) -> str:
-        return self.claims.jti
+    def gone(self) -> bool:
+        """The socket is closed or closing: nothing more can be written to it."""
+        return self.transport.is_closing()
 
-    def already_has(self, partition: int, offset: int) -> bool:
-        skip = self.skip
-        if skip is None:
-            return False
-        limit = skip.get(partition)
-        if limit is None:
-            return False
-        if offset <= limit:
-            return True
-        del skip[partition]
-        if not skip:
-            self.skip = None
-        return False
+    def abort(self) -> None:
+        self.transport.abort()
 
     # ---- asyncio.Protocol ---------------------------------------------------
 

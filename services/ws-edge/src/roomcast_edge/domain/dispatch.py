@@ -1,0 +1,221 @@
+"""What a connect or a request does to a session, decided without I/O.
+
+The dispatcher changes the hub (rooms, subscriptions) and reads the history; it
+returns what to answer and which publications to replay, and the caller sends them.
+Reading the history and changing the hub happen in one synchronous call: that is
+what keeps recovery exact, no message can fall into the seam or arrive twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from roomcast_edge.domain import protocol
+from roomcast_edge.domain.history import History
+from roomcast_edge.domain.hub import ANY_TYPE, Hub
+from roomcast_edge.domain.positions import format_vector
+from roomcast_edge.domain.publication import Publication
+from roomcast_edge.domain.session import Session
+
+S = TypeVar("S", bound=Session)
+
+# A client whose requests are refused this many times in a row is closed (1008).
+ABUSE_STRIKES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """Connect-time parameters, already read from the URL."""
+
+    rooms: list[str]
+    topics: list[tuple[str, str, str]]  # (as written, topic, type)
+    bad_topics: list[str]
+    since: dict[int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_rooms: int
+    max_subscriptions: int
+
+
+@dataclass(slots=True)
+class Opened:
+    """A session just registered: its `connected` message, then what to replay."""
+
+    hello: bytes
+    recovered: bool | None
+    replay: list[Publication] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Answer:
+    """The outcome of one client request.
+
+    `reply` is None only when the client is to be closed for abuse; `outcome` is
+    "ok", "fail" or "rate_limited"; `recovered` is set when the request had a `since`.
+    """
+
+    reply: bytes | None
+    outcome: str
+    recovered: bool | None = None
+    replay: list[Publication] = field(default_factory=list)
+
+
+class Dispatcher(Generic[S]):
+    def __init__(self, hub: Hub[S], history: History, limits: Limits) -> None:
+        self.hub = hub
+        self.history = history
+        self.limits = limits
+
+    # ---- connecting -------------------------------------------------------
+
+    def open(self, session: S, request: ConnectRequest, now: float) -> Opened:
+        """Register the session with its allowed rooms and topics; select its replay."""
+        claims = session.claims
+        refused: list[str] = []
+        rooms = [r for r in request.rooms if protocol.allowed(claims.rooms, r)]
+        refused.extend(r for r in request.rooms if r not in rooms)
+        subscriptions: list[tuple[str, str]] = []
+        for spec, topic, type_ in request.topics:
+            if (
+                protocol.allowed(claims.topics, topic)
+                and len(subscriptions) < self.limits.max_subscriptions
+            ):
+                subscriptions.append((topic, type_))
+            else:
+                refused.append(spec)
+        refused.extend(request.bad_topics)
+
+        history = self.history
+        history.expire(now)
+        positions = history.positions()
+        hub = self.hub
+        hub.add(session)
+        for room in rooms:
+            hub.join(session, room)
+        for topic, type_ in subscriptions:
+            hub.subscribe(session, topic, type_)
+
+        recovered: bool | None = None
+        replay: list[Publication] = []
+        since = request.since
+        if since is not None:
+            recovered = history.covers(since)
+            replay = [
+                p for p in history.after(since) if hub.matches(session, p.topic, p.type, p.room)
+            ]
+            # A vector from an edge that is ahead of this one: what this edge has
+            # not read yet the client already has, so it must not arrive twice.
+            ahead = {p: o for p, o in since.items() if o > positions.get(p, -1)}
+            session.skip = ahead or None
+        hello = protocol.connected(session.id, rooms, format_vector(positions), refused, recovered)
+        return Opened(hello, recovered, replay)
+
+    # ---- requests ---------------------------------------------------------
+
+    def handle(self, session: S, data: str | bytes, clock: float, now: float) -> Answer:
+        """One request frame; `clock` is the rate limit's monotonic time, `now` wall time."""
+        if not session.bucket.take(clock):
+            session.strikes += 1
+            if session.strikes >= ABUSE_STRIKES:
+                return Answer(None, "rate_limited")
+            request_id, action = _echo(data)
+            reply = protocol.reply(request_id, action, "rate limit exceeded, slow down")
+            return Answer(reply, "rate_limited")
+        session.strikes = 0
+        try:
+            request = protocol.parse_request(data)
+        except protocol.RequestError as exc:
+            return Answer(protocol.reply(exc.request_id, exc.action, str(exc)), "fail")
+        error, replay = self._act(session, request, now)
+        recovered: bool | None = None
+        if not error and request.since is not None:
+            recovered = self.history.covers(request.since)
+        extra = {"recovered": recovered} if recovered is not None else None
+        reply = protocol.reply(request.request_id, request.action, error, extra)
+        return Answer(reply, "fail" if error else "ok", recovered, replay)
+
+    def _act(
+        self, session: S, request: protocol.Request, now: float
+    ) -> tuple[str, list[Publication]]:
+        """(error message or "", replayed publications)."""
+        action = request.action
+        if action == "ping":
+            return "", []
+        claims = session.claims
+        hub = self.hub
+        if request.since is not None:
+            self.history.expire(now)
+        if action in ("subscribe", "unsubscribe"):
+            topic, type_ = request.topic, request.type
+            assert topic is not None
+            if action == "unsubscribe":
+                hub.unsubscribe(session, topic, type_)
+                return "", []
+            if not protocol.allowed(claims.topics, topic):
+                return f"topic {topic!r} is not allowed by the token", []
+            if (topic, type_) in hub.subscriptions_of(session):
+                return "", []
+            limit = self.limits.max_subscriptions
+            if len(hub.subscriptions_of(session)) >= limit:
+                return f"too many subscriptions (at most {limit})", []
+            replay = self._replay_topic(session, request) if request.since is not None else []
+            hub.subscribe(session, topic, type_)
+            return "", replay
+        room = request.room
+        assert room is not None
+        if action == "leave":
+            hub.leave(session, room)
+            return "", []
+        if not protocol.allowed(claims.rooms, room):
+            return f"room {room!r} is not allowed by the token", []
+        if room in hub.rooms_of(session):
+            return "", []
+        limit = self.limits.max_rooms
+        if len(hub.rooms_of(session)) >= limit:
+            return f"too many rooms (at most {limit})", []
+        replay = self._replay_room(session, request) if request.since is not None else []
+        hub.join(session, room)
+        return "", replay
+
+    def _replay_topic(self, session: S, request: protocol.Request) -> list[Publication]:
+        # Before subscribing: what the new subscription adds, minus what the
+        # session's other rooms/subscriptions already bring it.
+        assert request.since is not None
+        assert request.topic is not None
+        topic, type_ = request.topic, request.type
+        hub = self.hub
+        rooms = hub.rooms_of(session)
+        return [
+            p
+            for p in self._after(request.since)
+            if p.topic == topic
+            and (type_ == ANY_TYPE or p.type == type_)
+            and (p.room is None or p.room in rooms)
+            and not hub.matches(session, p.topic, p.type, p.room)
+        ]
+
+    def _replay_room(self, session: S, request: protocol.Request) -> list[Publication]:
+        assert request.since is not None
+        room = request.room
+        hub = self.hub
+        return [
+            p
+            for p in self._after(request.since)
+            if p.room == room and (p.topic is None or hub.wants_topic(session, p.topic, p.type))
+        ]
+
+    def _after(self, since: dict[int, int]) -> Iterator[Publication]:
+        return self.history.after(since)
+
+
+def _echo(data: str | bytes) -> tuple[object, str]:
+    """request_id and action of a request we will not act on, for its reply."""
+    try:
+        request = protocol.parse_request(data)
+    except protocol.RequestError as exc:
+        return exc.request_id, exc.action
+    return request.request_id, request.action

@@ -1,0 +1,75 @@
+"""The pure dispatcher: plain sessions, no sockets, no loop."""
+
+from __future__ import annotations
+
+import orjson
+
+from roomcast_core.tokens import TokenClaims
+from roomcast_core.wire import Message
+from roomcast_edge.domain.dispatch import ABUSE_STRIKES, ConnectRequest, Dispatcher, Limits
+from roomcast_edge.domain.history import History
+from roomcast_edge.domain.hub import Hub
+from roomcast_edge.domain.publication import make_publication
+from roomcast_edge.domain.ratelimit import TokenBucket
+from roomcast_edge.domain.session import Session
+
+
+def _session(rooms: tuple[str, ...] | None = None, rate: float = 100) -> Session:
+    return Session(TokenClaims("u", "d", "j", 0, 2**31, rooms=rooms), TokenBucket(rate, rate, 0))
+
+
+def _dispatcher() -> tuple[Dispatcher[Session], History]:
+    history = History(1000, 1e9)
+    history.start(0, 0)
+    return Dispatcher(Hub(), history, Limits(max_rooms=2, max_subscriptions=4)), history
+
+
+def _add(history: History, offset: int, room: str | None, topic: str | None) -> None:
+    msg = Message(topic, "t" if topic else None, room, {"o": offset}, f"m{offset}", "x")
+    assert history.append(make_publication(msg, 0, offset, 1e12))
+
+
+def test_connect_registers_and_replays_what_matches() -> None:
+    dispatcher, history = _dispatcher()
+    for offset, room in enumerate(["a", "b", "a", None]):
+        _add(history, offset, room, None)
+    session = _session()
+    opened = dispatcher.open(session, ConnectRequest(["a"], [], [], {0: 0}), now=0)
+    hello = orjson.loads(opened.hello)
+    assert hello["rooms"] == ["a"]
+    assert hello["recovered"] is True
+    assert [p.offset for p in opened.replay] == [2, 3]
+    assert session in dispatcher.hub
+
+
+def test_requests_get_replies_and_change_the_hub() -> None:
+    dispatcher, history = _dispatcher()
+    _add(history, 0, "r", None)
+    _add(history, 1, "s", None)
+    session = _session(rooms=("r",))
+    dispatcher.open(session, ConnectRequest([], [], [], None), now=0)
+    joined = dispatcher.handle(
+        session, b'{"request_id":"1","action":"join","params":{"room":"r","since":"0:-1"}}', 1, 0
+    )
+    assert joined.outcome == "ok"
+    assert joined.recovered is True
+    assert [p.offset for p in joined.replay] == [0]
+    assert dispatcher.hub.rooms_of(session) == {"r"}
+    refused = dispatcher.handle(
+        session, b'{"request_id":"2","action":"join","params":{"room":"s"}}', 1, 0
+    )
+    assert refused.outcome == "fail"
+    assert refused.reply is not None
+    assert orjson.loads(refused.reply)["status"] == "fail"
+
+
+def test_a_client_refused_again_and_again_is_to_be_closed() -> None:
+    dispatcher, _ = _dispatcher()
+    session = _session(rate=1)
+    dispatcher.open(session, ConnectRequest([], [], [], None), now=0)
+    ping = b'{"request_id":"p","action":"ping"}'
+    assert dispatcher.handle(session, ping, 0, 0).outcome == "ok"
+    answers = [dispatcher.handle(session, ping, 0, 0) for _ in range(ABUSE_STRIKES)]
+    assert all(a.outcome == "rate_limited" for a in answers)
+    assert all(a.reply is not None for a in answers[:-1])
+    assert answers[-1].reply is None
