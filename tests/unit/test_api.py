@@ -64,3 +64,10 @@ async def test_aiohttp_errors_become_json_errors() -> None:
         assert wrong.status == 405
         assert (await wrong.json())["error"]["code"] == "method_not_allowed"
         assert "GET" in wrong.headers["Allow"]
+
+
+def test_credentials_that_are_not_ascii_match_no_key() -> None:
+    # aiohttp passes header bytes that are not UTF-8 on as surrogate escapes.
+    undecodable = b"\xff\xfe".decode("utf-8", "surrogateescape")
+    assert not key_matches(undecodable, ["k1"])
+    assert not key_matches("clé", ["clé"])

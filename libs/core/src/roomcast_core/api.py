@@ -16,12 +16,19 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from roomcast_core.errors import error_response
+from roomcast_core.tokens import bearer_credentials
 
 log = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# orjson reads at most MAX_READ_DEPTH levels of nesting and writes at most
+# MAX_WRITE_DEPTH; DEPTH_ERROR is its message for the former (the deep-payload tests in
+# tests/integration/publisher/test_bad_input.py guard both against an orjson upgrade).
+MAX_READ_DEPTH = 1024
+MAX_WRITE_DEPTH = 254
+DEPTH_ERROR = "depth limit exceeded"
 
 
 class ApiError(Exception):
@@ -49,18 +56,36 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The parsed JSON body; 413 when larger than max_bytes, 400 when not JSON."""
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body however it arrives (many segments, slowly, chunked); 413 as soon
+    as more than max_bytes are announced or read, before the rest is buffered."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
+    stream = request.content
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.readany():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    # One copy at the end instead of one per segment: linear in the body size.
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """The parsed JSON body; 413 when larger than max_bytes, 400 when not JSON or nested
+    deeper than the JSON codec allows."""
+    raw = await read_body(request, max_bytes)
     if not raw:
         raise ApiError(400, "invalid_json", "request body is empty; a JSON object is expected")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if DEPTH_ERROR in str(exc):
+            raise ApiError(
+                400, "payload_too_deep", f"body is nested deeper than {MAX_READ_DEPTH} levels"
+            ) from None
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
 
 
@@ -78,16 +103,14 @@ async def parse_body(request: web.Request, model: type[Model], max_bytes: int) -
 
 
 def bearer_token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
+    return bearer_credentials(request.headers.get("Authorization", ""))
 
 
 def key_matches(presented: str | None, keys: Sequence[str]) -> bool:
     """Constant-time comparison against every key, so timing says nothing about which."""
-    if presented is None:
+    # Header bytes that are not ASCII arrive as surrogate escapes, which cannot be
+    # encoded; such a value is no key.
+    if presented is None or not presented.isascii():
         return False
     candidate = presented.encode()
     matched = False
@@ -133,7 +156,10 @@ def cors_middleware(origins: Sequence[str]) -> Callable[..., Awaitable[web.Strea
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        permitted = origin is not None and ("*" in allowed or origin in allowed)
+        # An origin is ASCII (RFC 6454); anything else could not be echoed in a header.
+        permitted = (
+            origin is not None and origin.isascii() and ("*" in allowed or origin in allowed)
+        )
         if (
             request.method == "OPTIONS"
             and permitted

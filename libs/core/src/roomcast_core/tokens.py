@@ -125,6 +125,19 @@ def _string_list(payload: dict[str, Any], name: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def bearer_credentials(header: str) -> str | None:
+    """The credentials of an ``Authorization: Bearer <credentials>`` value, else None.
+
+    They are returned even when not ASCII, so the caller can refuse them as invalid
+    (401) rather than missing; ``verify`` and ``api.key_matches`` refuse them.
+    """
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return None
+    return value
+
+
 class TokenVerifier:
     """Checks signature, algorithm, expiry and not-before; never consults storage."""
 
@@ -142,6 +155,10 @@ class TokenVerifier:
     def verify(self, token: str, now: float | None = None) -> TokenClaims:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("malformed", "token is empty or too long")
+        # A JWT is base64url and dots. Header bytes that are not ASCII reach us as
+        # surrogate escapes, which no encoder downstream accepts.
+        if not token.isascii():
+            raise TokenError("malformed", "token is not ASCII")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
