@@ -16,6 +16,7 @@ from roomcast_core.tokens import (
     TokenIssuer,
     TokenVerifier,
     VerificationKey,
+    bearer_credentials,
     jwks_document,
     keys_from_jwks,
 )
@@ -79,7 +80,7 @@ def test_refusals() -> None:
         )
         == "bad_signature"
     )
-    assert _reason(verifier, jwt.encode(base, None, algorithm="none")) == "bad_algorithm"
+    assert _reason(verifier, jwt.encode(base, "", algorithm="none")) == "bad_algorithm"
     expired = {**base, "iat": now - 120, "exp": now - 60}
     assert _reason(verifier, jwt.encode(expired, SECRET, algorithm="HS256")) == "expired"
     future = {**base, "nbf": now + 600}
@@ -123,3 +124,19 @@ def test_a_non_string_algorithm_is_refused(alg: object) -> None:
     body = b64(json.dumps({"sub": "u"}).encode())
     verifier = TokenVerifier([VerificationKey("HS256", SECRET)])
     assert _reason(verifier, f"{header}.{body}.c2ln") in {"bad_algorithm", "malformed"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer \udcff\udcfe", "bearer é", "Bearer  abc.def.ghi ", "Basic abc", "Bearer", "Bearer  "],
+)
+def test_bearer_credentials_and_non_ascii_tokens(header: str) -> None:
+    credentials = bearer_credentials(header)
+    if header.lower().startswith("bearer") and header[6:].strip():
+        assert credentials == header[6:].strip()
+    else:
+        assert credentials is None
+    if credentials is not None and not credentials.isascii():
+        with pytest.raises(TokenError) as caught:
+            TokenVerifier([VerificationKey("HS256", SECRET)]).verify(credentials)
+        assert caught.value.reason == "malformed"

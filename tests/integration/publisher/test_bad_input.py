@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
+import pytest
 
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra
@@ -89,3 +92,60 @@ async def test_bad_batches_are_400_naming_the_message(
         assert reply.status == 400, (body, reply.body)
         assert fragment in reply.body["error"]["message"], (fragment, reply.body)
     assert len(await read_topic(infra.kafka_bootstrap, module_topic)) == before
+
+
+def _nested(levels: int) -> bytes:
+    """A JSON array nested `levels` deep, as raw text (no encoder needed to build it)."""
+    return b"[" * levels + b"]" * levels
+
+
+async def test_payloads_too_deep_to_encode_are_400_and_a_fixed_retry_publishes(
+    publisher: ServiceProcess, infra: Infra, module_topic: str
+) -> None:
+    """orjson writes at most 254 levels, and the record wraps the payload in one object:
+    253 is the deepest payload; deeper ones are refused before anything is produced."""
+    assert orjson.dumps(orjson.loads(_nested(254)))  # the codec's own limit, checked
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(orjson.loads(_nested(255)))
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(_nested(1025))
+    url = publisher.url + "/v1/messages"
+    headers = {"Content-Type": "application/json"}
+    run = uuid.uuid4().hex[:8]  # in every id of this test, to find its records
+    fixed_ids = []
+    for depth in (254, 255, 1024):
+        message_id = f"deep-{depth}-{run}"
+        fixed_ids.append(message_id)
+        body = b'{"message_id": "%s", "payload": %s}' % (message_id.encode(), _nested(depth))
+        reply = await post(url, data=body, headers=headers)
+        assert reply.status == 400, (depth, reply.body)
+        assert reply.body["error"]["code"] == "payload_too_deep", depth
+        # The same message_id, fixed, is accepted: the refusal claimed nothing.
+        fixed = await post(url, {"message_id": message_id, "payload": orjson.loads(_nested(253))})
+        assert fixed.status == 202, (depth, fixed.body)
+        assert "Idempotent-Replayed" not in fixed.headers
+
+    # A batch is judged whole: one deep message and nothing of it is produced.
+    ids = [f"batch-{i}-{run}" for i in range(3)]
+    deep = b'{"messages": [%s]}' % b", ".join(
+        b'{"message_id": "%s", "payload": %s}' % (mid.encode(), _nested(254 if i == 1 else 3))
+        for i, mid in enumerate(ids)
+    )
+    reply = await post(url + "/batch", data=deep, headers=headers)
+    assert reply.status == 400, reply.body
+    assert reply.body["error"]["code"] == "payload_too_deep"
+    assert "messages.1.payload" in reply.body["error"]["message"]
+    retry = await post(
+        url + "/batch",
+        {"messages": [{"message_id": mid, "payload": i} for i, mid in enumerate(ids)]},
+    )
+    assert retry.status == 202, retry.body
+    assert [r["status"] for r in retry.body["results"]] == [202, 202, 202]
+
+    landed = [
+        r
+        for r in await read_topic(infra.kafka_bootstrap, module_topic)
+        if r.message.message_id.endswith(run)
+    ]
+    # Exactly the fixed messages, each once: no deep one, no duplicate of a retry.
+    assert sorted(r.message.message_id for r in landed) == sorted([*fixed_ids, *ids])

@@ -6,6 +6,7 @@ import pytest
 
 from roomcast_core.api import ApiError, validate
 from roomcast_publisher.models import (
+    MAX_PAYLOAD_DEPTH,
     NAME_MAX,
     BatchIn,
     MessageIn,
@@ -93,3 +94,14 @@ def test_score_body_is_lenient_like_before_but_typed() -> None:
     assert body.roomId is None
     with pytest.raises(ApiError):
         validate(ScoreIn, {"message": "1:0", "roomId": 1001})
+
+
+def test_payload_deeper_than_the_record_can_carry_is_400() -> None:
+    fits: object = []
+    for _ in range(MAX_PAYLOAD_DEPTH - 1):
+        fits = [fits]
+    check_payload(fits, 10_000)
+    with pytest.raises(ApiError) as caught:
+        check_payload([fits], 10_000, "messages.3.payload")
+    assert (caught.value.status, caught.value.code) == (400, "payload_too_deep")
+    assert "messages.3.payload" in caught.value.message

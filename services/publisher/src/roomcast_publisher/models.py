@@ -7,13 +7,16 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from roomcast_core.api import ApiError
+from roomcast_core.api import MAX_WRITE_DEPTH, ApiError
 from roomcast_publisher.domain.publishing import Draft
 
 NAME_MAX = 128
 MESSAGE_ID_MAX = 128
 # JSON around the payload of one message (field names, ids, quoting).
 ENVELOPE_BYTES = 4096
+# The deepest payload a message can carry: the Kafka record and the push each wrap it
+# in one object, and orjson writes no deeper than MAX_WRITE_DEPTH levels.
+MAX_PAYLOAD_DEPTH = MAX_WRITE_DEPTH - 1
 # A batch body never needs more than this; larger requests get 413 before parsing.
 BATCH_BODY_MAX = 16 << 20
 
@@ -104,12 +107,25 @@ class CompatErrorOut(BaseModel):
     error: str
 
 
-def payload_size(payload: Any) -> int:
-    return len(orjson.dumps(payload))
+def encoded_size(payload: Any, where: str = "payload") -> int:
+    """Bytes of the payload serialized, checked encodable as the record and the push
+    carry it: inside one object, so one level deeper than the payload itself."""
+    try:
+        # The list stands for that envelope; its two brackets are not the payload's.
+        return len(orjson.dumps([payload])) - 2
+    except orjson.JSONEncodeError as exc:
+        if "recursion" in str(exc).lower():
+            raise ApiError(
+                400,
+                "payload_too_deep",
+                f"{where} is nested deeper than {MAX_PAYLOAD_DEPTH} levels",
+            ) from None
+        raise ApiError(400, "invalid_request", f"{where} cannot be encoded: {exc}") from None
 
 
 def check_payload(payload: Any, limit: int, where: str = "payload") -> None:
-    size = payload_size(payload)
+    """413 when too large, 400 when it could not be produced: before anything is."""
+    size = encoded_size(payload, where)
     if size > limit:
         raise ApiError(
             413,
