@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from roomcast_edge.adapters.kafka_source import fill_start
 from roomcast_edge.domain.history import ENTRY_OVERHEAD, History, entry_bytes
 from roomcast_edge.domain.publication import Publication
 
@@ -134,7 +135,9 @@ def test_reset_forgets_the_partition_and_refuses_every_earlier_vector() -> None:
     # An entry beyond this edge's new offsets names the old ones: replay the new ones.
     assert history.rebase(old_vector) == {0: -1, 1: 0}
     assert history.rebase({0: 1, 1: 0}) == {0: 1, 1: 0}
-    assert _offsets(history, history.rebase(old_vector)) == [(0, 0), (0, 1)]
+    assert _offsets(history, old_vector) == [(0, 0), (0, 1)]
+    assert history.ahead(old_vector) == {}
+    assert history.ahead({0: 5, 1: 3}) == {1: 3}
     # Once the new offsets pass the old ones, entries beyond them are trusted again.
     for i in range(2, 12):
         history.append(_pub(0, i))
@@ -159,3 +162,22 @@ def test_a_second_reset_keeps_the_highest_mark() -> None:
     for i in range(1, 21):
         history.append(_pub(0, i))
     assert history.covers({0: 20})
+
+
+def test_start_up_fill_reads_within_count_and_age() -> None:
+    # (beginning, end, size, first young offset) -> first offset read
+    assert fill_start(0, 1000, 100, 0) == 900  # count bound
+    assert fill_start(0, 1000, 5000, 0) == 0  # all of it
+    assert fill_start(0, 1000, 100, 950) == 950  # age bound is tighter
+    assert fill_start(0, 1000, 100, 1000) == 1000  # nothing young: nothing read
+    assert fill_start(500, 1000, 5000, 0) == 500  # retention already dropped the rest
+    assert fill_start(0, 0, 100, 0) == 0  # empty partition
+
+
+def test_entries_beyond_what_was_read_are_ahead() -> None:
+    history = History(size=10, max_age=60)
+    history.start(0, 0)
+    history.append(_pub(0, 0))
+    assert history.ahead({0: 0}) == {}
+    assert history.ahead({0: 3, 4: 0}) == {0: 3, 4: 0}  # 4: not read here at all
+    assert history.ahead({4: -1}) == {}

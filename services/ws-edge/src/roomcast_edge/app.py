@@ -17,7 +17,12 @@ from roomcast_core.telemetry import telemetry_ctx
 from roomcast_core.tokens import verifier_from_settings
 from roomcast_edge.adapters.kafka_source import KafkaSource
 from roomcast_edge.adapters.redis_presence import RedisPresence
-from roomcast_edge.housekeeping import check_heartbeats, close_revoked, sweep_revocations
+from roomcast_edge.housekeeping import (
+    check_heartbeats,
+    close_revoked,
+    expire_history,
+    sweep_revocations,
+)
 from roomcast_edge.keys import (
     METRICS_KEY,
     NODE_KEY,
@@ -83,10 +88,16 @@ def _kafka(app: web.Application) -> Coroutine[Any, Any, None]:
         node,
         app[METRICS_KEY],
         trace_id_in_meta=settings.edge.trace_id_in_meta,
+        history_age=settings.edge.history_age,
+        check_interval=settings.edge.partition_check_interval,
     )
 
     app[HEALTH_KEY].add_check("kafka", source.readiness)
     return source.run()
+
+
+def _history_expiry(app: web.Application) -> Coroutine[Any, Any, None]:
+    return expire_history(app[NODE_KEY])
 
 
 def _heartbeats(app: web.Application) -> Coroutine[Any, Any, None]:
@@ -115,6 +126,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
+    app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))
     app.cleanup_ctx.append(_task_ctx("revocations", _revocations))
     app.cleanup_ctx.append(_task_ctx("revocation-sweep", _sweep))

@@ -1,9 +1,10 @@
-"""Background checks over all connections: heartbeats and the revocation sweep."""
+"""Background checks: heartbeats, the revocation sweep and the history's age bound."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from roomcast_edge.domain.ports import Presence
 from roomcast_edge.node import CLOSE_HEARTBEAT, CLOSE_REVOKED, Node
@@ -58,3 +59,12 @@ async def sweep_revocations(node: Node, presence: Presence, interval: float) -> 
             continue
         for jti in revoked:
             close_revoked(node, jti)
+
+
+async def expire_history(node: Node) -> None:
+    """Age the recovery history out on a timer, not only when a client asks for recovery:
+    memory held by old messages is given back while nobody reconnects."""
+    interval = min(1.0, node.settings.history_age / 4)
+    while True:
+        await asyncio.sleep(interval)
+        node.history.expire(time.time())

@@ -81,6 +81,16 @@ class EdgeMetrics:
             ["call"],
             registry=registry,
         )
+        self.history_bytes = Gauge(
+            "roomcast_edge_history_bytes",
+            "Bytes the recovery history holds (pushes plus per-message overhead)",
+            registry=registry,
+        )
+        self.history_messages = Gauge(
+            "roomcast_edge_history_messages",
+            "Messages the recovery history holds",
+            registry=registry,
+        )
         self.tasks = Gauge(
             "roomcast_edge_asyncio_tasks", "Open asyncio tasks (debug)", registry=registry
         )

@@ -47,7 +47,7 @@ class Node:
         self.metrics = metrics
         self.loop = loop
         self.hub: Hub[Connection] = Hub()
-        self.history = History(settings.history_size, settings.history_age)
+        self.history = History(settings.history_size, settings.history_age, settings.history_bytes)
         self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow)
         self.dispatcher = Dispatcher(
             self.hub, self.history, Limits(settings.max_rooms, settings.max_subscriptions)
@@ -60,11 +60,21 @@ class Node:
         self.draining = False
         metrics.connections.set_function(lambda: len(self.connections))
         metrics.subscriptions.set_function(lambda: self.hub.subscription_count)
+        metrics.history_bytes.set_function(lambda: self.history.bytes)
+        metrics.history_messages.set_function(lambda: len(self.history))
 
     # ---- the stream (PublicationSink) ---------------------------------------
 
     def start_partition(self, partition: int, first_offset: int) -> None:
         self.history.start(partition, first_offset)
+
+    def reset_partition(self, partition: int, first_offset: int) -> None:
+        self.history.reset(partition, first_offset)
+        # A skip entry names an offset of the old log: it says nothing of the new one.
+        for conn in self.connections.values():
+            skip = conn.skip
+            if skip is not None and skip.pop(partition, None) is not None and not skip:
+                conn.skip = None
 
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
         if not self.history.append(publication) or not live:

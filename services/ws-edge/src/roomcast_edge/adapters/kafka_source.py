@@ -1,11 +1,18 @@
 """The stream: every partition of the topic, read by this edge alone (no consumer group).
 
-At start each partition is read from max(beginning, end - history_size): those
+At start each partition is read from the latest of its beginning, `history_size`
+records before its end and the first record younger than `history_age`: those
 records fill the recovery history without being pushed (so this edge can serve
 position vectors produced by another edge), then the source goes live. The edge is
 ready once every partition has been read up to the end offsets seen at start.
 Kafka going away is ridden out by aiokafka's own reconnects: the consumer keeps its
 position, so reading resumes at the next offset with nothing lost or repeated.
+
+Every `check_interval` seconds the topic's partitions and end offsets are checked:
+a partition added meanwhile is read from its first offset (and pushed, as nothing of
+it was pushed before); a partition whose offsets went backwards (the topic was
+re-created, or the log lost records) has its history reset and is read again from
+its beginning. A record older than one already read is the same sign, seen sooner.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ tracer = trace.get_tracer("roomcast_edge")
 
 BATCH_RECORDS = 10_000
 RETRY_SECONDS = 1.0
+POLL_MS = 1000
 UNDECODABLE_LOG_EVERY = 10.0
 
 
@@ -59,15 +67,22 @@ class KafkaSource:
         sink: PublicationSink,
         metrics: EdgeMetrics,
         trace_id_in_meta: bool = False,
+        history_age: float | None = None,
+        check_interval: float = 30.0,
     ) -> None:
         self._settings = settings
         self._history_size = history_size
+        self._history_age = history_age
+        self._check_interval = check_interval
         self._sink = sink
         self._metrics = metrics
         self._trace_id_in_meta = trace_id_in_meta
         self._consumer: AIOKafkaConsumer | None = None
         self._targets: dict[int, int] = {}
         self._last: dict[int, int] = {}
+        # Partitions whose end offset was behind what was read at the last check: reset
+        # when the next check sees the same (a new leader may briefly report less).
+        self._behind: set[int] = set()
         self.assigned = False
         self.caught_up = False
         self._undecodable_since_log = 0
@@ -149,40 +164,133 @@ class KafkaSource:
             bootstrap_servers=settings.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
+            # An offset out of range (the log was truncated or re-created) restarts at
+            # the beginning; `_handle` notices the offsets going backwards.
             auto_offset_reset="earliest",
             request_timeout_ms=int(settings.request_timeout * 1000) + 30_000,
+            # The partition check reads the client's metadata: keep it fresher than that.
+            metadata_max_age_ms=max(int(self._check_interval * 500), 100),
         )
         self._consumer = consumer
         await consumer.start()
         tps = [TopicPartition(settings.topic, p) for p in partitions]
-        consumer.assign(tps)
         if not self.assigned:
             # First start: read back enough to fill the history, then go live.
+            consumer.assign(tps)
             beginning = await consumer.beginning_offsets(tps)
             end = await consumer.end_offsets(tps)
+            young = await self._first_young(consumer, tps)
             for tp in tps:
-                first = max(beginning[tp], end[tp] - self._history_size)
-                consumer.seek(tp, first)
+                first = fill_start(
+                    beginning[tp], end[tp], self._history_size, young.get(tp, beginning[tp])
+                )
                 self._sink.start_partition(tp.partition, first)
                 self._last[tp.partition] = first - 1
                 self._targets[tp.partition] = end[tp]
+            self._assign(consumer)
             self.assigned = True
             log.info(
                 "reading the stream",
                 extra={"topic": settings.topic, "partitions": partitions, "end": self._targets},
             )
         else:
-            # A restart of the consumer after a failure: carry on where we were.
-            for tp, offset in self._next.items():
-                consumer.seek(tp, offset)
+            # A restart of the consumer after a failure: carry on where we were, and
+            # read partitions added meanwhile from their beginning.
+            await self._add(consumer, [p for p in partitions if p not in self._last])
         if not self.caught_up:
             self._check_caught_up()
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + self._check_interval
+        poll_ms = min(POLL_MS, max(int(self._check_interval * 1000), 10))
         while True:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
+            batch = await consumer.getmany(timeout_ms=poll_ms, max_records=BATCH_RECORDS)
             for tp, records in batch.items():
                 self._handle(tp, records)
             if not self.caught_up:
                 self._check_caught_up()
+            if loop.time() >= next_check:
+                await self._check_partitions(consumer)
+                next_check = loop.time() + self._check_interval
+
+    async def _first_young(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Per partition, the first offset young enough for the history (end when none)."""
+        if self._history_age is None:
+            return {}
+        since_ms = int((time.time() - self._history_age) * 1000)
+        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        end = await consumer.end_offsets(tps)
+        return {tp: end[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+
+    def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        """Assign every known partition, each at the next offset to read.
+
+        Synchronous: assign() forgets every position, and no fetch may happen before
+        each is set again.
+        """
+        topic = self._settings.topic
+        consumer.assign([TopicPartition(topic, p) for p in sorted(self._last)])
+        for tp, offset in self._next.items():
+            consumer.seek(tp, offset)
+
+    async def _add(self, consumer: AIOKafkaConsumer, added: list[int]) -> None:
+        """Read these partitions too, from their first offset."""
+        if added:
+            topic = self._settings.topic
+            new = [TopicPartition(topic, p) for p in sorted(added)]
+            beginning = await consumer.beginning_offsets(new)
+            for tp in new:
+                self._sink.start_partition(tp.partition, beginning[tp])
+                self._last[tp.partition] = beginning[tp] - 1
+            log.info(
+                "reading added partitions",
+                extra={"topic": topic, "partitions": sorted(added), "from": beginning},
+            )
+        self._assign(consumer)
+
+    async def _check_partitions(self, consumer: AIOKafkaConsumer) -> None:
+        """Pick up added partitions; reset those whose offsets went backwards."""
+        topic = self._settings.topic
+        current = consumer.partitions_for_topic(topic) or set()
+        added = sorted(p for p in current if p not in self._last)
+        if added:
+            await self._add(consumer, added)
+        tps = [TopicPartition(topic, p) for p in sorted(self._last) if p in current]
+        if not tps:
+            return
+        try:
+            end = await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            log.info("end offsets unreadable, checked later", extra={"error": repr(exc)})
+            return
+        behind = {tp.partition for tp, offset in end.items() if offset <= self._last[tp.partition]}
+        confirmed = sorted(behind & self._behind)
+        self._behind = behind - set(confirmed)
+        if not confirmed:
+            return
+        gone = [TopicPartition(topic, p) for p in confirmed]
+        beginning = await consumer.beginning_offsets(gone)
+        for tp in gone:
+            self._reset(tp.partition, beginning[tp], end[tp])
+            consumer.seek(tp, beginning[tp])
+
+    def _reset(self, partition: int, first: int, end: int | None = None) -> None:
+        log.warning(
+            "offsets went backwards: history of the partition reset",
+            extra={
+                "topic": self._settings.topic,
+                "partition": partition,
+                "last_read": self._last.get(partition),
+                "reading_from": first,
+                "end": end,
+            },
+        )
+        self._sink.reset_partition(partition, first)
+        self._last[partition] = first - 1
+        self._behind.discard(partition)
+        # What follows a reset is new to every client: live, whatever was read before.
+        self._targets[partition] = min(self._targets.get(partition, first), first)
 
     @property
     def _next(self) -> dict[TopicPartition, int]:
@@ -197,6 +305,11 @@ class KafkaSource:
 
     def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
         partition = tp.partition
+        if records and records[0].offset <= self._last.get(partition, -1):
+            # Records are only handed over from the position we set, past everything
+            # read: an earlier offset means the consumer was sent back to the start
+            # of a log that is not the one we read (re-created or truncated).
+            self._reset(partition, records[0].offset)
         target = self._targets.get(partition, 0)
         sink = self._sink
         for record in records:
@@ -270,3 +383,11 @@ class KafkaSource:
             )
             self._undecodable_logged_at = now
             self._undecodable_since_log = 0
+
+
+def fill_start(beginning: int, end: int, size: int, first_young: int) -> int:
+    """Where the start-up fill reads a partition from: within the count and age bounds.
+
+    The byte bound needs the records' sizes, so the history applies it while filling.
+    """
+    return min(end, max(beginning, end - size, first_young))

@@ -109,7 +109,7 @@ class Dispatcher(Generic[S]):
             ]
             # A vector from an edge that is ahead of this one: what this edge has
             # not read yet the client already has, so it must not arrive twice.
-            ahead = {p: o for p, o in since.items() if o > positions.get(p, -1)}
+            ahead = history.ahead(since)
             session.skip = ahead or None
         hello = protocol.connected(session.id, rooms, format_vector(positions), refused, recovered)
         return Opened(hello, recovered, replay)

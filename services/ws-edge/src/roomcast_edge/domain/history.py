@@ -48,6 +48,7 @@ class History:
         self._max_bytes = max_bytes
         self._partitions: dict[int, _Partition] = {}
         self._bytes = 0
+        self._any_reset = False
 
     def start(self, partition: int, first_offset: int) -> None:
         """The edge reads `partition` from `first_offset` on; earlier records are unknown."""
@@ -71,6 +72,7 @@ class History:
                 marks.append(old.reset_mark)
         self.start(partition, first_offset)
         self._partitions[partition].reset_mark = max(marks)
+        self._any_reset = True
 
     @property
     def partitions(self) -> list[int]:
@@ -171,8 +173,26 @@ class History:
                 rebased[partition] = -1
         return rebased
 
+    def ahead(self, since: Mapping[int, int]) -> dict[int, int]:
+        """The entries of `since` beyond what this edge has read.
+
+        Such a vector comes from an edge further along: the client already has those
+        records, which must not reach it twice.
+        """
+        if self._any_reset:
+            since = self.rebase(since)
+        ahead: dict[int, int] = {}
+        for partition, seen in since.items():
+            state = self._partitions.get(partition)
+            if seen > (state.last if state is not None else -1):
+                ahead[partition] = seen
+        return ahead
+
     def after(self, since: Mapping[int, int]) -> Iterator[Publication]:
-        """Publications after `since`, partition by partition, in offset order."""
+        """Publications after `since`, partition by partition, in offset order
+        (what the holder of `since` has not seen, see `rebase`)."""
+        if self._any_reset:
+            since = self.rebase(since)
         for partition in sorted(self._partitions):
             seen = since.get(partition, -1)
             entries = self._partitions[partition].entries

@@ -14,6 +14,10 @@ class PublicationSink(Protocol):
     def start_partition(self, partition: int, first_offset: int) -> None:
         """Reading `partition` begins at `first_offset`."""
 
+    def reset_partition(self, partition: int, first_offset: int) -> None:
+        """Kafka's offsets of `partition` went backwards: reading starts over at
+        `first_offset`, and offsets read before name other records."""
+
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
         """Remember it; when live, deliver it. Returns the number of recipients."""
 
