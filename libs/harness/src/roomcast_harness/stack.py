@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,30 @@ Press Ctrl-C to stop everything.
 """
 
 
+def service_env(environ: Mapping[str, str], redis_url: str, bootstrap: str) -> dict[str, str]:
+    """What every service gets: each ROOMCAST_* variable of our own environment (so the
+    README's settings work with `make run`), the infrastructure this stack runs, and the
+    local-demo defaults unless the caller chose otherwise."""
+    return {
+        "ROOMCAST_LOG__FORMAT": "text",
+        "ROOMCAST_AUTH__CORS_ORIGINS": DEMO_ORIGINS,
+        "ROOMCAST_PUBLISHER__CORS_ORIGINS": DEMO_ORIGINS,
+        **{name: value for name, value in environ.items() if name.startswith("ROOMCAST_")},
+        "ROOMCAST_REDIS__URL": redis_url,
+        "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+    }
+
+
+def _port_setting(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise RuntimeError(f"{name} must be a port number, got {value!r}") from None
+
+
 def run_stack(options: StackOptions) -> int:
     stopping = threading.Event()
 
@@ -100,22 +125,15 @@ def run_stack(options: StackOptions) -> int:
         bootstrap = (
             kafka.bootstrap_servers if kafka else os.environ["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"]
         )
-        env = {
-            "ROOMCAST_REDIS__URL": redis_url,
-            "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "ROOMCAST_LOG__FORMAT": "text",
-            "ROOMCAST_AUTH__CORS_ORIGINS": os.environ.get(
-                "ROOMCAST_AUTH__CORS_ORIGINS", DEMO_ORIGINS
-            ),
-            "ROOMCAST_PUBLISHER__CORS_ORIGINS": os.environ.get(
-                "ROOMCAST_PUBLISHER__CORS_ORIGINS", DEMO_ORIGINS
-            ),
-        }
+        env = service_env(os.environ, redis_url, bootstrap)
+        auth_port = _port_setting("ROOMCAST_AUTH__PORT", options.auth_port)
+        edge_port = _port_setting("ROOMCAST_EDGE__PORT", options.edge_port)
+        publisher_port = _port_setting("ROOMCAST_PUBLISHER__PORT", options.publisher_port)
         plan = [
-            ("auth", "auth", options.auth_port),
-            ("publisher", "publisher", options.publisher_port),
+            ("auth", "auth", auth_port),
+            ("publisher", "publisher", publisher_port),
         ] + [
-            ("edge", "edge" if i == 0 else f"edge-{i + 1}", options.edge_port + (2 * i if i else 0))
+            ("edge", "edge" if i == 0 else f"edge-{i + 1}", edge_port + (2 * i if i else 0))
             for i in range(options.edges)
         ]
         for service, name, port in plan:
