@@ -4,11 +4,22 @@ Verification pins the algorithm to the configured keys: a token may only name an
 algorithm some configured key is for (no ``none``, no HS256 token checked against
 an EdDSA/ES256 public key), and every configured key of that algorithm (and kid,
 when the token names one) is tried, so several keys can be valid during rotation.
+
+HS256 tokens are checked here with the standard library (strict base64url segments,
+HMAC-SHA256 compared in constant time, then the same claim rules pyjwt applies with
+our options); pyjwt checks the asymmetric ones. Every edge handshake verifies a token,
+and pyjwt's pure-Python segment checks, run twice (header, then decode), and its
+per-call key preparation cost several times the HMAC itself.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,7 +30,7 @@ from typing import Any, Protocol
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm
 
 from roomcast_core.settings import JwtSettings
 
@@ -27,6 +38,9 @@ SYMMETRIC = "HS256"
 ASYMMETRIC = ("EdDSA", "ES256")
 # A connection token is a few hundred bytes; anything far larger is an attack.
 MAX_TOKEN_LENGTH = 8192
+# Claims every token must carry (pyjwt's `require` for the asymmetric ones).
+REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -116,6 +130,49 @@ class TokenIssuer:
         return IssuedToken(token=token, claims=claims)
 
 
+def _segment(text: str) -> bytes:
+    """One base64url segment of a compact JWS: unpadded and canonical, or refused."""
+    if len(text) % 4 == 1 or _BASE64URL.fullmatch(text) is None:
+        raise TokenError("malformed", "token is not three base64url segments")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError("malformed", "token segment does not decode") from None
+    # Unused trailing bits would let several texts stand for one signature.
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii"):
+        raise TokenError("malformed", "token segment is not canonical base64url")
+    return data
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise TokenError("malformed", f"token {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise TokenError("malformed", f"token {what} is not a JSON object")
+    return value
+
+
+def _int_claim(payload: dict[str, Any], name: str) -> int:
+    try:
+        return int(payload[name])
+    except (ValueError, TypeError, OverflowError):
+        raise TokenError("malformed", f"claim {name!r} must be an integer") from None
+
+
+def _hmac_secret(key: VerificationKey) -> bytes | None:
+    """The HS256 secret as bytes, when the standard-library path may use it."""
+    if key.algorithm != SYMMETRIC or not isinstance(key.key, str | bytes):
+        return None
+    try:
+        # pyjwt refuses PEM/SSH-looking secrets; such a key keeps pyjwt's behaviour.
+        prepared = HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(key.key)
+    except jwt.PyJWTError:
+        return None
+    return bytes(prepared)
+
+
 def _string_list(payload: dict[str, Any], name: str) -> tuple[str, ...] | None:
     value = payload.get(name)
     if value is None:
@@ -147,6 +204,13 @@ class TokenVerifier:
         self._keys = tuple(keys)
         self._algorithms = {k.algorithm for k in keys}
         self._leeway = leeway
+        secrets = [(k, _hmac_secret(k)) for k in self._keys if k.algorithm == SYMMETRIC]
+        # The standard-library HS256 path, only when it can take every HS256 key.
+        self._secrets: tuple[bytes, ...] | None = (
+            tuple(s for _, s in secrets if s is not None)
+            if secrets and all(s is not None for _, s in secrets)
+            else None
+        )
 
     @property
     def keys(self) -> tuple[VerificationKey, ...]:
@@ -159,13 +223,20 @@ class TokenVerifier:
         # surrogate escapes, which no encoder downstream accepts.
         if not token.isascii():
             raise TokenError("malformed", "token is not ASCII")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenError("malformed", f"token is not a JWT: {exc}") from None
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise TokenError("malformed", "token is not three base64url segments")
+        header = _json_object(_segment(parts[0]), "header")
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise TokenError("bad_algorithm", f"algorithm {algorithm!r} is not accepted")
+        if "kid" in header and not isinstance(header["kid"], str):
+            raise TokenError("malformed", "header kid must be a string")
+        # No JWS extension is supported, so none may be marked critical (RFC 7515 4.1.11).
+        if "crit" in header or "b64" in header:
+            raise TokenError("malformed", "critical header extensions are not supported")
+        if algorithm == SYMMETRIC and self._secrets is not None:
+            return self._verify_hs256(parts, self._secrets, now)
         kid = header.get("kid")
         candidates = [
             k
@@ -182,7 +253,7 @@ class TokenVerifier:
                     candidate.key,
                     algorithms=[candidate.algorithm],
                     leeway=self._leeway,
-                    options={"require": ["exp", "iat", "sub", "jti"], "verify_iat": False},
+                    options={"require": list(REQUIRED_CLAIMS), "verify_iat": False},
                 )
             except jwt.InvalidSignatureError:
                 last = TokenError("bad_signature", "signature does not verify")
@@ -196,6 +267,34 @@ class TokenVerifier:
             return self._claims(payload)
         assert last is not None
         raise last
+
+    def _verify_hs256(
+        self, parts: list[str], secrets: tuple[bytes, ...], now: float | None
+    ) -> TokenClaims:
+        """Signature, then the claim rules pyjwt applies to the asymmetric tokens."""
+        body = _segment(parts[1])
+        signature = _segment(parts[2])
+        signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+        # Every key is tried (no early exit), so timing does not tell which one matched.
+        matched = False
+        for secret in secrets:
+            expected = hmac.new(secret, signing_input, hashlib.sha256).digest()
+            matched |= hmac.compare_digest(expected, signature)
+        if not matched:
+            raise TokenError("bad_signature", "signature does not verify")
+        payload = _json_object(body, "payload")
+        for name in REQUIRED_CLAIMS:
+            if payload.get(name) is None:
+                raise TokenError("malformed", f"token has no {name!r} claim")
+        current = time.time() if now is None else now
+        if "nbf" in payload and _int_claim(payload, "nbf") > current + self._leeway:
+            raise TokenError("not_yet_valid", "token is not valid yet")
+        if _int_claim(payload, "exp") <= current - self._leeway:
+            raise TokenError("expired", "token has expired")
+        # An audience was never configured: a token naming one is meant for someone else.
+        if payload.get("aud"):
+            raise TokenError("malformed", "token is for another audience")
+        return self._claims(payload)
 
     def _claims(self, payload: dict[str, Any]) -> TokenClaims:
         sub, jti = payload.get("sub"), payload.get("jti")
