@@ -126,3 +126,29 @@ async def test_connection_limit_answers_503_before_the_upgrade(
 
     await asyncio.wait_for(third_connects(), WAIT)
     await second.close()
+
+
+async def test_concurrent_handshakes_never_open_more_than_the_limit(
+    infra: Infra, topic: str, start_service: ServiceFactory
+) -> None:
+    limit = 3
+    edge: ServiceProcess = start_service(
+        "edge", infra.env(topic, ROOMCAST_EDGE__MAX_CONNECTIONS=str(limit))
+    )
+
+    async def attempt() -> Any:
+        try:
+            ws, _ = await connect(edge, token=token())
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+        return ws
+
+    # Every handshake awaits its token's revocation lookup: all of them are in
+    # flight together, past the limit check, before any of them opens.
+    results = await asyncio.gather(*(attempt() for _ in range(40)))
+    opened = [ws for ws in results if not isinstance(ws, int)]
+    assert [r for r in results if isinstance(r, int)] == [503] * (40 - limit)
+    assert len(opened) == limit
+    assert metric(edge, "roomcast_edge_connections") == limit
+    for ws in opened:
+        await ws.close()

@@ -6,7 +6,13 @@ import orjson
 
 from roomcast_core.tokens import TokenClaims
 from roomcast_core.wire import Message
-from roomcast_edge.domain.dispatch import ABUSE_STRIKES, ConnectRequest, Dispatcher, Limits
+from roomcast_edge.domain.dispatch import (
+    ABUSE_STRIKES,
+    MAX_UNKNOWN_PARTITIONS,
+    ConnectRequest,
+    Dispatcher,
+    Limits,
+)
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.publication import make_publication
@@ -73,3 +79,20 @@ def test_a_client_refused_again_and_again_is_to_be_closed() -> None:
     assert all(a.outcome == "rate_limited" for a in answers)
     assert all(a.reply is not None for a in answers[:-1])
     assert answers[-1].reply is None
+
+
+def test_a_since_naming_bogus_partitions_leaves_almost_nothing_behind() -> None:
+    dispatcher, history = _dispatcher()
+    _add(history, 0, None, None)
+    session = _session()
+    since = {0: 7, **{p: 3 for p in range(1, 4001)}}  # 4000 partitions this edge does not read
+    opened = dispatcher.open(session, ConnectRequest([], [], [], since), now=0)
+    assert opened.recovered is False
+    assert opened.unknown_partitions
+    assert session.skip is not None
+    assert len(session.skip) == 1 + MAX_UNKNOWN_PARTITIONS
+    assert session.skip[0] == 7  # ahead of this edge: not pushed again
+    dispatcher.forget_unknown_partitions(session)
+    assert session.skip == {0: 7}
+    assert not session.already_has(0, 8)
+    assert session.skip is None

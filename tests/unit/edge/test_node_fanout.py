@@ -6,11 +6,13 @@ import asyncio
 from typing import Any, cast
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from roomcast_core.settings import load_settings
 from roomcast_core.tokens import TokenClaims
 from roomcast_core.wire import Message
+from roomcast_edge import node as node_module
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.frames import close_frame
@@ -162,3 +164,34 @@ def test_ports_fit() -> None:
         return presence, node  # mypy proves the adapters fit the ports
 
     assert callable(check)
+
+
+async def test_skips_for_partitions_never_read_here_are_dropped_after_a_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = _node()
+    node.start_partition(0, 0)
+    conn = _conn(node, FakeTransport())
+    node.open(conn, ConnectRequest([], [], [], {0: -1, 7: 12, 999: 3}))
+    assert conn.skip == {7: 12, 999: 3}
+    node.forget_unknown_partitions()
+    assert conn.skip is not None  # within the grace: partition 7 may be new
+    monkeypatch.setattr(node_module, "UNKNOWN_PARTITION_GRACE", 0.0)
+    other = _conn(node, FakeTransport())
+    node.open(other, ConnectRequest([], [], [], {5: 1}))
+    node.forget_unknown_partitions()
+    assert other.skip is None
+    assert conn.skip is not None  # its own deadline is still ahead
+
+
+def test_connection_slots_are_reserved_before_the_handshake_awaits() -> None:
+    settings = load_settings({}, {"edge": {"max_connections": 2}})
+    node = Node(settings.edge, EdgeMetrics(CollectorRegistry()), asyncio.new_event_loop())
+    try:
+        assert node.reserve()
+        assert node.reserve()
+        assert not node.reserve()  # two handshakes in flight fill the edge
+        node.release()
+        assert node.reserve()
+    finally:
+        node.loop.close()

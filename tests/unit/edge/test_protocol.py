@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from functools import partial
+
 import orjson
 import pytest
 
@@ -70,7 +74,9 @@ def test_room_ids_are_trimmed_deduplicated_and_cut() -> None:
 
 
 def test_topic_specs() -> None:
-    specs, bad = protocol.parse_topic_specs("order:event, quotes:*,news,:x,order:event,a:b:c")
+    specs, bad = protocol.parse_topic_specs(
+        "order:event, quotes:*,news,:x,order:event,a:b:c", limit=64
+    )
     assert [(t, ty) for _, t, ty in specs] == [
         ("order", "event"),
         ("quotes", "*"),
@@ -78,6 +84,39 @@ def test_topic_specs() -> None:
         ("a:b", "c"),
     ]
     assert bad == [":x"]
+
+
+def test_topic_specs_past_the_limit_are_refused() -> None:
+    specs, refused = protocol.parse_topic_specs("a,b,a,c,:x,d", limit=2)
+    assert [t for _, t, _ in specs] == ["a", "b"]
+    assert refused == ["c", ":x", "d"]
+
+
+def _seconds(work: Callable[[], object], repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_connect_lists_cost_in_proportion_to_their_length() -> None:
+    # Distinct names: the de-duplication is what used to be quadratic.
+    def names(count: int) -> str:
+        return ",".join(f"t{i}:e" for i in range(count))
+
+    small, large = names(8_000), names(64_000)
+    for parse in (
+        lambda raw: protocol.parse_topic_specs(raw, 64),
+        lambda raw: protocol.parse_topic_specs(raw, 1_000_000),
+        lambda raw: protocol.parse_room_ids(raw, 2),
+    ):
+        ratio = _seconds(partial(parse, large)) / _seconds(partial(parse, small))
+        assert ratio < 8 * 5, ratio  # linear is 8x (plus noise and allocation); quadratic 64x
+    specs, refused = protocol.parse_topic_specs(large, 64)
+    assert len(specs) == 64
+    assert len(refused) == protocol.MAX_REFUSED_LISTED
 
 
 def test_claims() -> None:

@@ -43,8 +43,31 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         return _refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
     if not node.caught_up:
         return _refuse(metrics, 503, "not_ready", "this edge is still reading the stream")
-    if len(node.connections) >= settings.max_connections:
+    # Linear and cut to their limits before any other work, however long the URL.
+    rooms = protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms)
+    topics, bad_topics = protocol.parse_topic_specs(
+        request.query.get("topics"), settings.max_subscriptions
+    )
+    # The slot is held from before the first await, so concurrent handshakes
+    # can never open more than MAX_CONNECTIONS.
+    if not node.reserve():
         return _refuse(metrics, 503, "too_many_connections", "this edge is full, reconnect")
+    try:
+        return await _connect(request, node, rooms, topics, bad_topics)
+    finally:
+        node.release()
+
+
+async def _connect(
+    request: web.Request,
+    node: Node,
+    rooms: list[str],
+    topics: list[tuple[str, str, str]],
+    bad_topics: list[str],
+) -> web.StreamResponse:
+    app = request.app
+    metrics = app[METRICS_KEY]
+    settings = app[SETTINGS_KEY].edge
     token = _token(request)
     if not token:
         return _refuse(metrics, 401, "unauthorized", "a token is required")
@@ -57,9 +80,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         since = parse_vector(since_text) if since_text is not None else None
     except PositionError as exc:
         return _refuse(metrics, 400, "invalid_since", f"invalid since: {exc}")
-    topics, bad_topics = protocol.parse_topic_specs(request.query.get("topics"))
     connect = ConnectRequest(
-        rooms=protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms),
+        rooms=rooms,
         topics=topics,
         bad_topics=bad_topics,
         since=since,

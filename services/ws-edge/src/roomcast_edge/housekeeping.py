@@ -23,6 +23,7 @@ async def check_heartbeats(node: Node, presence: Presence) -> None:
     settings = node.settings
     while True:
         await asyncio.sleep(settings.heartbeat_check_interval)
+        node.forget_unknown_partitions()
         stale = node.stale(node.loop.time() - settings.heartbeat_timeout)
         if not stale:
             continue

@@ -30,6 +30,10 @@ CLOSE_TIMEOUT = 5.0
 # After that, how long a client that stopped reading keeps its socket.
 ABORT_AFTER_CLOSE = 5.0
 
+# Seconds a session remembers offsets of partitions this edge does not read: new
+# partitions are picked up well within this.
+UNKNOWN_PARTITION_GRACE = 120.0
+
 CLOSE_HEARTBEAT = (4000, "heartbeat timeout")
 CLOSE_SLOW = (4008, "slow consumer")
 CLOSE_REVOKED = (1008, "token revoked")
@@ -53,9 +57,13 @@ class Node:
             self.hub, self.history, Limits(settings.max_rooms, settings.max_subscriptions)
         )
         self.connections: dict[str, Connection] = {}
+        # Slots held by handshakes in progress (between the limit check and `open`).
+        self._reserved = 0
         self._by_jti: dict[str, set[Connection]] = {}
         # Connections whose close frame is out and whose socket is not closed yet.
         self._closing: set[Connection] = set()
+        # Sessions skipping offsets of partitions not read here, with their deadline.
+        self._unknown: dict[Connection, float] = {}
         self.caught_up = False
         self.draining = False
         metrics.connections.set_function(lambda: len(self.connections))
@@ -105,6 +113,20 @@ class Node:
 
     # ---- connecting and requests -------------------------------------------
 
+    def reserve(self) -> bool:
+        """Hold a connection slot across a handshake's awaits; False when the edge is full.
+
+        Every reservation is released (`release`) whatever the handshake's outcome;
+        a connection opened meanwhile counts in `connections` instead.
+        """
+        if len(self.connections) + self._reserved >= self.settings.max_connections:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
+
     def open(self, conn: Connection, request: ConnectRequest) -> None:
         """Register conn and queue `connected` plus any replay, in one synchronous step."""
         self.fanout.attach(conn)
@@ -112,6 +134,8 @@ class Node:
         self._by_jti.setdefault(conn.jti, set()).add(conn)
         opened = self.dispatcher.open(conn, request, time.time())
         self._count_recovery(opened.recovered)
+        if opened.unknown_partitions:
+            self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
         self.fanout.send(conn, text_frame(opened.hello))
         for publication in opened.replay:
             self.fanout.send(conn, publication.frame)
@@ -132,6 +156,13 @@ class Node:
     def _count_recovery(self, recovered: bool | None) -> None:
         if recovered is not None:
             self.metrics.recoveries.labels(str(recovered).lower()).inc()
+
+    def forget_unknown_partitions(self) -> None:
+        """Past their grace, drop what sessions remember of partitions not read here."""
+        now = self.loop.time()
+        for conn in [c for c, deadline in self._unknown.items() if deadline <= now]:
+            del self._unknown[conn]
+            self.dispatcher.forget_unknown_partitions(conn)
 
     def pong(self, conn: Connection, payload: bytes) -> None:
         # Through the same pending buffer as everything else, so frames never interleave.
@@ -176,6 +207,7 @@ class Node:
         self.fanout.discard(conn)
         self.hub.remove(conn)
         self.connections.pop(conn.id, None)
+        self._unknown.pop(conn, None)
         same_token = self._by_jti.get(conn.jti)
         if same_token is not None:
             same_token.discard(conn)

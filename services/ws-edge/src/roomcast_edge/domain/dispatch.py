@@ -23,6 +23,10 @@ S = TypeVar("S", bound=Session)
 
 # A client whose requests are refused this many times in a row is closed (1008).
 ABUSE_STRIKES = 200
+# Partitions a `since` names that this edge does not read (yet): at most this many
+# are remembered for the session, in case they are new partitions this edge will
+# read soon; the others are bogus and forgotten at once.
+MAX_UNKNOWN_PARTITIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,9 @@ class Opened:
     hello: bytes
     recovered: bool | None
     replay: list[Publication] = field(default_factory=list)
+    # The session's skip names partitions this edge does not read: to be dropped
+    # (see `forget_unknown_partitions`) if they do not appear soon.
+    unknown_partitions: bool = False
 
 
 @dataclass(slots=True)
@@ -107,12 +114,22 @@ class Dispatcher(Generic[S]):
             replay = [
                 p for p in history.after(since) if hub.matches(session, p.topic, p.type, p.room)
             ]
-            # A vector from an edge that is ahead of this one: what this edge has
-            # not read yet the client already has, so it must not arrive twice.
-            ahead = history.ahead(since)
-            session.skip = ahead or None
+            session.skip = _bounded(history.ahead(since), positions)
         hello = protocol.connected(session.id, rooms, format_vector(positions), refused, recovered)
-        return Opened(hello, recovered, replay)
+        unknown = session.skip is not None and any(p not in positions for p in session.skip)
+        return Opened(hello, recovered, replay, unknown)
+
+    def forget_unknown_partitions(self, session: S) -> None:
+        """Drop the session's skip entries for partitions this edge still does not read."""
+        skip = session.skip
+        if skip is None:
+            return
+        known = self.history.positions()
+        for partition in [p for p in skip if p not in known]:
+            del skip[partition]
+        if not skip:
+            session.skip = None
+
 
     # ---- requests ---------------------------------------------------------
 
@@ -210,6 +227,20 @@ class Dispatcher(Generic[S]):
 
     def _after(self, since: dict[int, int]) -> Iterator[Publication]:
         return self.history.after(since)
+
+
+def _bounded(ahead: dict[int, int], positions: dict[int, int]) -> dict[int, int] | None:
+    """What a vector from an edge further along says the client already has, bounded.
+
+    What this edge has not read yet must not reach the client twice. Partitions this
+    edge does not read are kept only a few (the lowest: added partitions are numbered
+    on from the existing ones), so a vector naming thousands of bogus partitions
+    leaves nothing behind.
+    """
+    unknown = sorted(p for p in ahead if p not in positions)
+    for partition in unknown[MAX_UNKNOWN_PARTITIONS:]:
+        del ahead[partition]
+    return ahead or None
 
 
 def _echo(data: str | bytes) -> tuple[object, str]:

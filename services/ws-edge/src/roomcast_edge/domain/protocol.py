@@ -22,6 +22,8 @@ from roomcast_edge.domain.positions import PositionError, parse_vector
 ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave")
 # Topic, type and room names are short identifiers; refuse anything that is not.
 MAX_NAME_LENGTH = 256
+# Connect-time refusals listed in `connected`, at most: a long list says no more.
+MAX_REFUSED_LISTED = 64
 
 
 class RequestError(Exception):
@@ -149,23 +151,36 @@ def connected(
 
 
 def parse_room_ids(raw: str | None, max_rooms: int) -> list[str]:
-    """roomIds: comma-separated, trimmed, de-duplicated (first wins), cut to max_rooms."""
+    """roomIds: comma-separated, trimmed, de-duplicated (first wins), cut to max_rooms.
+
+    Reading stops at the limit: a long list costs no more than a short one.
+    """
     rooms: list[str] = []
-    for part in (raw or "").split(","):
+    if not raw or max_rooms <= 0:
+        return rooms
+    for part in raw.split(","):
         room = part.strip()
         if room and room not in rooms and len(room) <= MAX_NAME_LENGTH:
-            rooms.append(room)
-    return rooms[:max_rooms]
+            rooms.append(room)  # `in` scans at most max_rooms entries
+            if len(rooms) >= max_rooms:
+                break
+    return rooms
 
 
-def parse_topic_specs(raw: str | None) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """topics=order:event,quotes:* -> ([(spec, topic, type)], [unreadable specs]).
+def parse_topic_specs(raw: str | None, limit: int) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """topics=order:event,quotes:* -> ([(spec, topic, type)], [refused specs]).
 
     The type follows the last ":"; no ":" (or an empty type) means every type.
+    Linear in the length of `raw`: the first `limit` distinct specs are kept, the
+    unreadable ones and those past the limit are refused, and reading stops once
+    MAX_REFUSED_LISTED refusals are listed.
     """
     specs: list[tuple[str, str, str]] = []
-    bad: list[str] = []
+    refused: list[str] = []
+    seen: set[tuple[str, str]] = set()
     for part in (raw or "").split(","):
+        if len(specs) >= limit and len(refused) >= MAX_REFUSED_LISTED:
+            break
         spec = part.strip()
         if not spec:
             continue
@@ -174,12 +189,17 @@ def parse_topic_specs(raw: str | None) -> tuple[list[tuple[str, str, str]], list
             topic, type_ = spec, ANY_TYPE
         topic, type_ = topic.strip(), type_.strip() or ANY_TYPE
         if not topic or len(topic) > MAX_NAME_LENGTH or len(type_) > MAX_NAME_LENGTH:
-            bad.append(spec[:MAX_NAME_LENGTH])
+            if len(refused) < MAX_REFUSED_LISTED:
+                refused.append(spec[:MAX_NAME_LENGTH])
             continue
-        if any(s[1:] == (topic, type_) for s in specs):
+        if (topic, type_) in seen:
             continue
-        specs.append((spec, topic, type_))
-    return specs, bad
+        seen.add((topic, type_))
+        if len(specs) < limit:
+            specs.append((spec, topic, type_))
+        elif len(refused) < MAX_REFUSED_LISTED:
+            refused.append(spec)
+    return specs, refused
 
 
 def allowed(claim: tuple[str, ...] | None, name: str) -> bool:
