@@ -54,15 +54,18 @@ helm-lint: ## helm lint --strict of the chart, with default values and with ever
 images: ## build the three service images (podman or docker; ROOMCAST_LOCAL_BASE=1: local Debian base)
 	scripts/build-images.sh
 
-.PHONY: bench bench-quick bench-node
+.PHONY: bench bench-quick bench-node bench-centrifugo
 
 bench-node: ## install the Node.js benchmark peer's packages (npm ci, locked)
 	cd bench/peers/node && npm ci --no-audit --no-fund --loglevel=error
 
-bench: install-runtime bench-node ## full benchmark: roomcast vs Node ws vs naive aiohttp, C = 1k/5k/10k (~15 min); writes bench/results/
+bench-centrifugo: ## build the Centrifugo benchmark peer once (go install, cached in ~/.cache/roomcast)
+	@scripts/ensure-centrifugo.sh >/dev/null
+
+bench: install-runtime bench-node bench-centrifugo ## full benchmark: roomcast vs Centrifugo, Node ws, naive aiohttp; C = 1k/5k/10k and ticks; writes bench/results/
 	$(UV) run python -m bench --plan full
 
-bench-quick: install-runtime bench-node ## quick benchmark (C = 400, under two minutes); writes bench/results/quick.json
+bench-quick: install-runtime bench-node bench-centrifugo ## quick benchmark (C = 400 and a small ticks run, a few minutes); writes bench/results/quick.json
 	$(UV) run python -m bench --plan quick
 
 .PHONY: soak

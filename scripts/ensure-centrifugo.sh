@@ -38,7 +38,8 @@ echo "ensure-centrifugo: building centrifugo ${CENTRIFUGO_VERSION} with go insta
 # leaves a half-written binary that a later run would trust.
 tmp="$(mktemp -d "${CACHE_DIR}/.build.XXXXXX")"
 trap 'rm -rf "${tmp}"' EXIT
-CGO_ENABLED=0 GOBIN="${tmp}" go install -trimpath -ldflags "-s -w" \
+CGO_ENABLED=0 GOBIN="${tmp}" go install -trimpath \
+  -ldflags "-s -w -X github.com/centrifugal/centrifugo/v6/internal/build.Version=${CENTRIFUGO_VERSION#v}" \
   "github.com/centrifugal/centrifugo/v6@${CENTRIFUGO_VERSION}" >&2
 mv "${tmp}/centrifugo" "${CENTRIFUGO_BIN}"
 echo "${CENTRIFUGO_BIN}"
