@@ -63,10 +63,14 @@ async def test_connect_time_topics_and_refusals(shared_edge: SharedEdge) -> None
 
 async def test_bad_tokens_get_401_before_the_upgrade(shared_edge: SharedEdge) -> None:
     base = shared_edge.edge.url + "/ws"
-    for url in (base, base + "?token=garbage", base + "?token=" + token(ttl=-100)):
+    for url, code in (
+        (base, "token_invalid"),
+        (base + "?token=garbage", "token_invalid"),
+        (base + "?token=" + token(ttl=-100), "token_expired"),
+    ):
         status, body = http_get(url)
         assert status == 401, url
-        assert json.loads(body)["error"]["code"] == "unauthorized"
+        assert json.loads(body)["error"]["code"] == code
     forged = TokenIssuer("HS256", "x" * 40).issue("u", "d", 600).token
     not_yet = TokenIssuer("HS256", SECRET).issue("u", "d", 600, now=time.time() + 3600).token
     for bad in (forged, not_yet):

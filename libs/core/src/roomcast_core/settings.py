@@ -97,6 +97,7 @@ class EdgeSettings:
     drain_seconds: float
     compression: bool
     trace_id_in_meta: bool
+    refresh_grace: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,7 @@ def _validators() -> list[Validator]:
                 "edge.history_age",
                 "edge.partition_check_interval",
                 "edge.drain_seconds",
+                "edge.refresh_grace",
                 "jwt.jwks_timeout",
             ],
             _is_positive,
@@ -412,6 +414,7 @@ def _freeze(dyn: Any) -> Settings:
             drain_seconds=float(dyn.edge.drain_seconds),
             compression=dyn.edge.compression,
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
+            refresh_grace=float(dyn.edge.refresh_grace),
         ),
         publisher=PublisherSettings(
             host=dyn.publisher.host,

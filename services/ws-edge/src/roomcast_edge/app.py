@@ -55,7 +55,15 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[NODE_KEY] = Node(app[SETTINGS_KEY].edge, app[METRICS_KEY], asyncio.get_running_loop())
+    settings = app[SETTINGS_KEY]
+    app[NODE_KEY] = Node(
+        settings.edge,
+        app[METRICS_KEY],
+        asyncio.get_running_loop(),
+        verifier=app[VERIFIER_KEY],
+        revocations=app[REVOCATIONS_KEY],
+        leeway=settings.jwt.leeway,
+    )
     yield
     node = app[NODE_KEY]
     for conn in list(node.connections.values()):

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from roomcast_core.errors import error_response
 from roomcast_core.tokens import TokenClaims, TokenError, authenticate
-from roomcast_edge.domain import protocol
+from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.positions import PositionError, parse_vector
 from roomcast_edge.domain.ratelimit import TokenBucket
@@ -32,6 +32,17 @@ def _refuse(metrics: EdgeMetrics, status: int, code: str, message: str) -> web.R
     metrics.rejected.labels(code).inc()
     headers = {"Retry-After": "1"} if status == 503 else None
     return error_response(status, code, message, headers)
+
+
+def _refuse_token(metrics: EdgeMetrics, code: str, message: str) -> web.Response:
+    """401 with token_expired, token_invalid or token_revoked.
+
+    The code is also in WWW-Authenticate (RFC 6750): a WebSocket library that hides
+    a refused upgrade's body usually still shows its headers.
+    """
+    metrics.rejected.labels(code).inc()
+    challenge = f'Bearer error="invalid_token", error_description="{code}"'
+    return error_response(401, code, message, {"WWW-Authenticate": challenge})
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
@@ -70,11 +81,11 @@ async def _connect(
     settings = app[SETTINGS_KEY].edge
     token = _token(request)
     if not token:
-        return _refuse(metrics, 401, "unauthorized", "a token is required")
+        return _refuse_token(metrics, lifetime.TOKEN_INVALID, "a token is required")
     try:
         claims: TokenClaims = await authenticate(token, app[VERIFIER_KEY], app[REVOCATIONS_KEY])
     except TokenError as exc:
-        return _refuse(metrics, 401, "unauthorized", f"token refused: {exc}")
+        return _refuse_token(metrics, lifetime.refusal_code(exc.reason), f"token refused: {exc}")
     since_text = request.query.get("since")
     try:
         since = parse_vector(since_text) if since_text is not None else None

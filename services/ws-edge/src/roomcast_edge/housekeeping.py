@@ -1,4 +1,5 @@
-"""Background checks: heartbeats, the revocation sweep and the history's age bound."""
+"""Background checks: heartbeats, token expiry, the revocation sweep and the history's age
+bound."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 async def check_heartbeats(node: Node, presence: Presence) -> None:
-    """Close connections with no life for the heartbeat timeout (4000).
+    """Close connections with no life for the heartbeat timeout (4000), and those
+    whose token ended more than REFRESH_GRACE ago (4001).
 
     Life is a client frame (seen by the handler) or a live HTTP heartbeat of the
     token in Redis, read for all stale candidates with one MGET. When Redis cannot
@@ -23,6 +25,7 @@ async def check_heartbeats(node: Node, presence: Presence) -> None:
     settings = node.settings
     while True:
         await asyncio.sleep(settings.heartbeat_check_interval)
+        node.expire_tokens(time.time())
         node.forget_unknown_partitions()
         stale = node.stale(node.loop.time() - settings.heartbeat_timeout)
         if not stale:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 DROP_REASONS = (
     "slow_consumer",
     "heartbeat_timeout",
+    "token_expired",
     "revoked",
     "rate_limited",
     "drain",

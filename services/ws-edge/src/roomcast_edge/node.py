@@ -14,7 +14,10 @@ import logging
 import time
 
 from roomcast_core.settings import EdgeSettings
-from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits
+from roomcast_core.tokens import RevocationChecker, TokenError
+from roomcast_edge.domain import lifetime
+from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits, Renewal
+from roomcast_edge.domain.expiry import ExpiryWheel
 from roomcast_edge.domain.frames import pong_frame, text_frame
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import Hub
@@ -35,6 +38,7 @@ ABORT_AFTER_CLOSE = 5.0
 UNKNOWN_PARTITION_GRACE = 120.0
 
 CLOSE_HEARTBEAT = (4000, "heartbeat timeout")
+CLOSE_EXPIRED = (4001, "token expired")
 CLOSE_SLOW = (4008, "slow consumer")
 CLOSE_REVOKED = (1008, "token revoked")
 CLOSE_ABUSE = (1008, "rate limit exceeded")
@@ -45,7 +49,14 @@ __all__ = ["ConnectRequest", "Node"]
 
 class Node:
     def __init__(
-        self, settings: EdgeSettings, metrics: EdgeMetrics, loop: asyncio.AbstractEventLoop
+        self,
+        settings: EdgeSettings,
+        metrics: EdgeMetrics,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        verifier: lifetime.TokenCheck | None = None,
+        revocations: RevocationChecker | None = None,
+        leeway: float = 0.0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -54,12 +65,22 @@ class Node:
         self.history = History(settings.history_size, settings.history_age, settings.history_bytes)
         self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow)
         self.dispatcher = Dispatcher(
-            self.hub, self.history, Limits(settings.max_rooms, settings.max_subscriptions)
+            self.hub,
+            self.history,
+            Limits(settings.max_rooms, settings.max_subscriptions),
+            tokens=verifier,
         )
         self.connections: dict[str, Connection] = {}
         # Slots held by handshakes in progress (between the limit check and `open`).
         self._reserved = 0
         self._by_jti: dict[str, set[Connection]] = {}
+        # When each connection's token ends for good (exp + leeway + REFRESH_GRACE),
+        # checked by one periodic sweep: no timer per connection, nothing per message.
+        self.expiry: ExpiryWheel[Connection] = ExpiryWheel()
+        self._grace = leeway + settings.refresh_grace
+        self._revocations = revocations
+        # Refreshes waiting for their revocation check, at most one per connection.
+        self._renewing: dict[Connection, asyncio.Task[None]] = {}
         # Connections whose close frame is out and whose socket is not closed yet.
         self._closing: set[Connection] = set()
         # Sessions skipping offsets of partitions not read here, with their deadline.
@@ -132,6 +153,7 @@ class Node:
         self.fanout.attach(conn)
         self.connections[conn.id] = conn
         self._by_jti.setdefault(conn.jti, set()).add(conn)
+        self.expiry.schedule(conn, lifetime.deadline(conn.claims, self._grace))
         opened = self.dispatcher.open(conn, request, time.time())
         self._count_recovery(opened.recovered)
         if opened.unknown_partitions:
@@ -144,6 +166,9 @@ class Node:
         if conn.closed:
             return
         answer = self.dispatcher.handle(conn, data, self.loop.time(), time.time())
+        if answer.renewal is not None:
+            self._renew(conn, answer.renewal)
+            return
         self.metrics.requests.labels(answer.outcome).inc()
         if answer.reply is None:
             self.close(conn, *CLOSE_ABUSE, drop="rate_limited")
@@ -152,6 +177,68 @@ class Node:
         self.fanout.send(conn, text_frame(answer.reply))
         for publication in answer.replay:
             self.fanout.send(conn, publication.frame)
+
+    # ---- token lifetime ---------------------------------------------------
+
+    def _renew(self, conn: Connection, renewal: Renewal) -> None:
+        """A vetted refresh: put in force once its token is known not to be revoked."""
+        if conn in self._renewing:
+            self._refuse_renewal(conn, renewal, "a refresh of this connection is in progress")
+        elif self._revocations is None:
+            self._apply_renewal(conn, renewal)
+        else:
+            task = self.loop.create_task(self._check_renewal(conn, renewal), name="refresh")
+            self._renewing[conn] = task
+            task.add_done_callback(lambda _: self._renewing.pop(conn, None))
+
+    async def _check_renewal(self, conn: Connection, renewal: Renewal) -> None:
+        assert self._revocations is not None
+        try:
+            revoked = await self._revocations.is_revoked(renewal.claims.jti)
+        except Exception as exc:
+            log.warning("refresh revocation check failed", extra={"error": repr(exc)})
+            if not conn.closed:
+                self._refuse_renewal(conn, renewal, "the token could not be checked, retry")
+            return
+        if conn.closed:
+            return
+        if revoked:
+            error = TokenError("revoked", "token has been revoked")
+            self._refuse_renewal(conn, renewal, lifetime.refusal_message(error))
+        else:
+            self._apply_renewal(conn, renewal)
+
+    def _apply_renewal(self, conn: Connection, renewal: Renewal) -> None:
+        old_jti = conn.jti
+        reply = self.dispatcher.renew(conn, renewal, time.time())
+        if conn.jti != old_jti:
+            # Revocation notices name the token in force: follow the new one.
+            self._unindex_token(conn, old_jti)
+            self._by_jti.setdefault(conn.jti, set()).add(conn)
+        self.expiry.schedule(conn, lifetime.deadline(conn.claims, self._grace))
+        self.metrics.requests.labels("ok").inc()
+        self.fanout.send(conn, text_frame(reply))
+
+    def _refuse_renewal(self, conn: Connection, renewal: Renewal, error: str) -> None:
+        self.metrics.requests.labels("fail").inc()
+        self.fanout.send(conn, text_frame(self.dispatcher.refuse_renewal(renewal, error)))
+
+    def expire_tokens(self, now: float) -> int:
+        """Close (4001) the connections whose token ended more than the grace ago.
+
+        Costs O(connections due + seconds passed) per call (see ExpiryWheel).
+        """
+        due = self.expiry.due(now)
+        for conn in due:
+            self.close(conn, *CLOSE_EXPIRED, drop="token_expired")
+        return len(due)
+
+    def _unindex_token(self, conn: Connection, jti: str) -> None:
+        same_token = self._by_jti.get(jti)
+        if same_token is not None:
+            same_token.discard(conn)
+            if not same_token:
+                del self._by_jti[jti]
 
     def _count_recovery(self, recovered: bool | None) -> None:
         if recovered is not None:
@@ -207,6 +294,10 @@ class Node:
         self.fanout.discard(conn)
         self.hub.remove(conn)
         self.connections.pop(conn.id, None)
+        self.expiry.cancel(conn)
+        renewing = self._renewing.pop(conn, None)
+        if renewing is not None:
+            renewing.cancel()
         self._unknown.pop(conn, None)
         same_token = self._by_jti.get(conn.jti)
         if same_token is not None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from roomcast_edge.domain import protocol
+from roomcast_core.tokens import TokenClaims
+from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import ANY_TYPE, Hub
 from roomcast_edge.domain.positions import format_vector
@@ -57,6 +58,18 @@ class Opened:
     unknown_partitions: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A refresh whose new token verified for the same user and device.
+
+    It is put in force (`Dispatcher.renew`) once the caller has checked that the
+    token is not revoked, which needs I/O; until then nothing about the session changes.
+    """
+
+    request_id: Any
+    claims: TokenClaims
+
+
 @dataclass(slots=True)
 class Answer:
     """The outcome of one client request.
@@ -69,13 +82,22 @@ class Answer:
     outcome: str
     recovered: bool | None = None
     replay: list[Publication] = field(default_factory=list)
+    # Set (and `reply` None) for a refresh waiting for its revocation check.
+    renewal: Renewal | None = None
 
 
 class Dispatcher(Generic[S]):
-    def __init__(self, hub: Hub[S], history: History, limits: Limits) -> None:
+    def __init__(
+        self,
+        hub: Hub[S],
+        history: History,
+        limits: Limits,
+        tokens: lifetime.TokenCheck | None = None,
+    ) -> None:
         self.hub = hub
         self.history = history
         self.limits = limits
+        self.tokens = tokens  # verifies refresh tokens; None: refresh is refused
 
     # ---- connecting -------------------------------------------------------
 
@@ -115,7 +137,14 @@ class Dispatcher(Generic[S]):
                 p for p in history.after(since) if hub.matches(session, p.topic, p.type, p.room)
             ]
             session.skip = _bounded(history.ahead(since), positions)
-        hello = protocol.connected(session.id, rooms, format_vector(positions), refused, recovered)
+        hello = protocol.connected(
+            session.id,
+            rooms,
+            format_vector(positions),
+            refused,
+            recovered,
+            lifetime.expires_in(claims, now),
+        )
         unknown = session.skip is not None and any(p not in positions for p in session.skip)
         return Opened(hello, recovered, replay, unknown)
 
@@ -129,7 +158,6 @@ class Dispatcher(Generic[S]):
             del skip[partition]
         if not skip:
             session.skip = None
-
 
     # ---- requests ---------------------------------------------------------
 
@@ -147,6 +175,8 @@ class Dispatcher(Generic[S]):
             request = protocol.parse_request(data)
         except protocol.RequestError as exc:
             return Answer(protocol.reply(exc.request_id, exc.action, str(exc)), "fail")
+        if request.action == "refresh":
+            return self._vet_refresh(session, request)
         error, replay = self._act(session, request, now)
         recovered: bool | None = None
         if not error and request.since is not None:
@@ -154,6 +184,29 @@ class Dispatcher(Generic[S]):
         extra = {"recovered": recovered} if recovered is not None else None
         reply = protocol.reply(request.request_id, request.action, error, extra)
         return Answer(reply, "fail" if error else "ok", recovered, replay)
+
+    # ---- token refresh ----------------------------------------------------
+
+    def _vet_refresh(self, session: S, request: protocol.Request) -> Answer:
+        assert request.token is not None
+        if self.tokens is None:
+            error = "refresh is not available on this edge"
+        else:
+            vetted = lifetime.vet_refresh(session.claims, request.token, self.tokens)
+            if isinstance(vetted, TokenClaims):
+                return Answer(None, "pending", renewal=Renewal(request.request_id, vetted))
+            error = vetted
+        return Answer(protocol.reply(request.request_id, request.action, error), "fail")
+
+    def renew(self, session: S, renewal: Renewal, now: float) -> bytes:
+        """Put a vetted token in force: its claims, and only the rights they allow."""
+        revoked = lifetime.narrow(self.hub, session, renewal.claims)
+        session.claims = renewal.claims
+        extra = {"expires_in": lifetime.expires_in(renewal.claims, now), "revoked": revoked}
+        return protocol.reply(renewal.request_id, "refresh", "", extra)
+
+    def refuse_renewal(self, renewal: Renewal, error: str) -> bytes:
+        return protocol.reply(renewal.request_id, "refresh", error)
 
     def _act(
         self, session: S, request: protocol.Request, now: float

@@ -2,7 +2,8 @@
 
 Requests (JSON text frames):
     {"request_id": "r1", "action": "subscribe", "params": {"topic": "order", "type": "event"}}
-    actions: subscribe, unsubscribe (topic, type?, since?), join, leave (room, since?), ping
+    actions: subscribe, unsubscribe (topic, type?, since?), join, leave (room, since?), ping,
+    refresh (token)
 Every request gets exactly one reply:
     {"request_id", "action", "status": "ok"|"fail", "error_message", "timestamp"}
 """
@@ -19,7 +20,7 @@ import orjson
 from roomcast_edge.domain.hub import ANY_TYPE
 from roomcast_edge.domain.positions import PositionError, parse_vector
 
-ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave")
+ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave", "refresh")
 # Topic, type and room names are short identifiers; refuse anything that is not.
 MAX_NAME_LENGTH = 256
 # Connect-time refusals listed in `connected`, at most: a long list says no more.
@@ -43,6 +44,7 @@ class Request:
     type: str = ANY_TYPE
     room: str | None = None
     since: dict[int, int] | None = None
+    token: str | None = None  # refresh only
 
 
 def now_ms() -> int:
@@ -99,6 +101,13 @@ def parse_request(data: str | bytes) -> Request:
     params = body.get("params")
     if not isinstance(params, dict):
         raise RequestError("params must be a JSON object", request_id, action)
+    if action == "refresh":
+        token = params.get("token")
+        if not isinstance(token, str) or not token:
+            raise RequestError(
+                "params.token must be the new token (a non-empty string)", request_id, action
+            )
+        return Request(request_id, action, token=token)
     if action in ("subscribe", "unsubscribe"):
         topic = _name(params.get("topic"), "topic", request_id, action)
         raw_type = params.get("type")
@@ -131,6 +140,7 @@ def connected(
     position: str,
     refused: list[str],
     recovered: bool | None,
+    expires_in: int | None = None,
 ) -> bytes:
     body: dict[str, Any] = {
         "action": "connected",
@@ -144,6 +154,8 @@ def connected(
         body["refused"] = refused
     if recovered is not None:
         body["recovered"] = recovered
+    if expires_in is not None:
+        body["expires_in"] = expires_in
     return orjson.dumps(body)
 
 
