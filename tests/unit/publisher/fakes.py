@@ -28,19 +28,25 @@ class FakeSink:
     fail_delivery: bool = False
     unknown_delivery: bool = False
     gate: asyncio.Event | None = None
+    calls: int = 0
+    refuse_payloads: frozenset[object] = frozenset()  # these records fail, the rest land
+    crash: bool = False  # a bug in the sink: produce() raises
 
-    async def enqueue(self, message: Message) -> Delivery:
+    async def produce(self, messages: Sequence[Message]) -> list[Delivery]:
         if self.refuse_enqueue:
-            raise SinkUnavailable("broker away")
-        return self._deliver(message)
-
-    async def _deliver(self, message: Message) -> str:
+            return [SinkUnavailable("broker away")] * len(messages)
+        self.calls += 1
+        if self.crash:
+            raise RuntimeError("sink bug")
         if self.gate is not None:
             await self.gate.wait()
-        if self.fail_delivery:
-            raise SinkUnavailable("no acknowledgement")
+        return [self._deliver(message) for message in messages]
+
+    def _deliver(self, message: Message) -> Delivery:
+        if self.fail_delivery or message.payload in self.refuse_payloads:
+            return SinkUnavailable("no acknowledgement")
         if self.unknown_delivery:
-            raise OutcomeUnknown("broker died holding it")
+            return OutcomeUnknown("broker died holding it")
         self.records.append(message)
         return f"0:{len(self.records) - 1}"
 
@@ -51,6 +57,7 @@ class FakeStore:
     down: bool = False
     released: list[str] = field(default_factory=list)
     claims: int = 0
+    settles: int = 0
 
     def _check(self) -> None:
         if self.down:
@@ -81,23 +88,30 @@ class FakeStore:
             return Receipt(current.message_id, current.position, current.receive_time, True)
         return None if current is None else InProgress()
 
-    async def remember(self, receipt: Receipt, window_seconds: int) -> None:
+    async def settle(
+        self,
+        receipts: Sequence[Receipt],
+        releases: Sequence[tuple[str, str]],
+        window_seconds: int,
+    ) -> None:
         self._check()
-        self.values[receipt.message_id] = receipt
-
-    async def release(self, message_id: str, token: str) -> None:
-        self._check()
-        if self.values.get(message_id) == token:
-            del self.values[message_id]
-            self.released.append(message_id)
+        self.settles += 1
+        for receipt in receipts:
+            self.values[receipt.message_id] = receipt
+        for message_id, token in releases:
+            if self.values.get(message_id) == token:
+                del self.values[message_id]
+                self.released.append(message_id)
 
 
 @dataclass
 class FakeObserver:
     durations: list[float] = field(default_factory=list)
+    records: int = 0
     failures: list[str] = field(default_factory=list)
 
-    def produced(self, seconds: float) -> None:
+    def produced(self, count: int, seconds: float) -> None:
+        self.records += count
         self.durations.append(seconds)
 
     def failed(self, reason: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from roomcast_publisher.domain.ports import Receipt
 from roomcast_publisher.domain.publishing import (
     Draft,
@@ -52,7 +54,8 @@ async def test_publishes_in_order_and_names_unnamed_messages() -> None:
     assert sink.records[0].receive_time == "2025-08-06T14:20:00.000Z"
     assert sink.records[0].key == "r1"
     assert store.claims == 0  # generated ids need no idempotency record
-    assert len(observer.durations) == 5
+    assert observer.records == 5
+    assert (len(sink.records), sink.calls) == (5, 1)  # one hand-over for the whole batch
 
 
 async def test_same_message_id_publishes_once_and_returns_the_first_result() -> None:
@@ -174,3 +177,23 @@ async def test_unknown_outcome_keeps_the_id_held() -> None:
     assert isinstance(retry, Refusal)
     assert retry.reason is Reason.IN_PROGRESS  # not a second, possibly duplicate, publish
     assert observer.failures == ["publish_outcome_unknown", "publish_in_progress"]
+
+
+async def test_a_batch_is_one_hand_over_one_claim_and_one_settle() -> None:
+    sink = FakeSink(refuse_payloads=frozenset({2}))
+    publisher, _, store, observer = make(sink=sink)
+    outcomes = await publisher.publish([draft("r", f"b-{n}", payload=n) for n in range(4)])
+    assert [isinstance(o, Receipt) for o in outcomes] == [True, True, False, True]
+    assert (sink.calls, store.settles) == (1, 1)
+    assert store.released == ["b-2"]  # only the one that failed lets go of its id
+    assert {k for k, v in store.values.items() if isinstance(v, Receipt)} == {"b-0", "b-1", "b-3"}
+    assert observer.records == 3
+    assert observer.failures == ["kafka_unavailable"]
+
+
+async def test_a_crashing_sink_releases_every_claim() -> None:
+    publisher, _, store, _ = make(sink=FakeSink(crash=True))
+    with pytest.raises(RuntimeError, match="sink bug"):
+        await publisher.publish([draft(message_id="c-1"), draft(message_id="c-2")])
+    assert store.values == {}
+    assert sorted(store.released) == ["c-1", "c-2"]

@@ -22,7 +22,7 @@ class PublisherMetrics:
         )
         self.produce_seconds = Histogram(
             "roomcast_publisher_produce_seconds",
-            "time from handing records to the producer to their acknowledgement",
+            "time from handing a request's records to the producer to their acknowledgement",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
@@ -42,8 +42,8 @@ class PublisherMetrics:
     def fenced(self) -> None:
         self.fences.inc()
 
-    def produced(self, seconds: float) -> None:
-        self.records_produced.inc()
+    def produced(self, count: int, seconds: float) -> None:
+        self.records_produced.inc(count)
         self.produce_seconds.observe(seconds)
 
     def failed(self, reason: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -35,6 +35,19 @@ from roomcast_publisher.adapters.kafka_topic import ensure_topic
 from roomcast_publisher.domain.ports import Delivery, OutcomeUnknown, SinkUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def producer_options(settings: KafkaSettings, max_record_bytes: int) -> dict[str, Any]:
+    """The producer's configuration (the benchmark's bare-producer anchor uses it too)."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": "roomcast-publisher",
+        "acks": "all",
+        "enable_idempotence": True,
+        "request_timeout_ms": int(settings.request_timeout / 2 * 1000),
+        "max_batch_size": max(16384, max_record_bytes),
+        "max_request_size": max(1 << 20, 2 * max_record_bytes),
+    }
 
 
 class KafkaSink:
@@ -113,15 +126,7 @@ class KafkaSink:
         self._problem = problem
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.bootstrap_servers,
-            client_id="roomcast-publisher",
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=int(self._ack_timeout * 1000),
-            max_batch_size=max(16384, self._max_record_bytes),
-            max_request_size=max(1 << 20, 2 * self._max_record_bytes),
-        )
+        producer = AIOKafkaProducer(**producer_options(self._settings, self._max_record_bytes))
         self._in_flight.install(producer)
         try:
             async with asyncio.timeout(self._settings.request_timeout):
@@ -134,66 +139,97 @@ class KafkaSink:
 
     # ---- producing -----------------------------------------------------------
 
-    async def enqueue(self, message: wire.Message) -> Delivery:
+    async def produce(self, messages: Sequence[wire.Message]) -> list[Delivery]:
         producer = self._producer
         if producer is None or not self._up:
-            raise SinkUnavailable(f"kafka is unreachable ({self._problem or 'reconnecting'})")
-        key = wire.encode_key(message)
+            refused = SinkUnavailable(f"kafka is unreachable ({self._problem or 'reconnecting'})")
+            return [refused] * len(messages)
+        # One PRODUCER span per call (a batch is one "send"); every record carries its context.
         span = self._tracer.start_span(
             f"send {self._topic}",
             kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "send",
-                "messaging.operation.name": "send",
-                "messaging.destination.name": self._topic,
-                "messaging.message.id": message.message_id,
-                "messaging.kafka.message.key": key.decode(),
-                "messaging.client.id": "roomcast-publisher",
-            },
+            attributes=self._span_attributes(messages),
         )
-        carrier: dict[str, str] = {}
-        inject(carrier, context=trace.set_span_in_context(span))
-        trace_headers = [(name, value.encode()) for name, value in carrier.items()]
         try:
-            # Cancelling send() itself (not its future) keeps the record out of the producer.
-            async with asyncio.timeout(self._ack_timeout):
-                future = await producer.send(
-                    self._topic,
-                    value=wire.encode_value(message),
-                    key=key,
-                    headers=wire.encode_headers(message, trace_headers),
-                )
-        except (KafkaError, TimeoutError) as exc:
-            _fail_span(span, exc)
+            carrier: dict[str, str] = {}
+            inject(carrier, context=trace.set_span_in_context(span))
+            trace_headers = [(name, value.encode()) for name, value in carrier.items()]
+            futures: list[asyncio.Future[Any]] = []
+            refused_rest: SinkUnavailable | None = None
+            try:
+                # Cancelling send() itself (not its future) keeps the record out of the
+                # producer. A record it does not take fails the rest of the call too, so a
+                # later record of the same key is never published after an earlier refusal.
+                async with asyncio.timeout(self._ack_timeout):
+                    for message in messages:
+                        futures.append(
+                            await producer.send(
+                                self._topic,
+                                value=wire.encode_value(message),
+                                key=wire.encode_key(message),
+                                headers=wire.encode_headers(message, trace_headers),
+                            )
+                        )
+            except (KafkaError, TimeoutError) as exc:
+                refused_rest = SinkUnavailable(f"kafka did not take the record: {exc!r}")
+            except Exception as exc:  # a record aiokafka rejects before taking it
+                refused_rest = SinkUnavailable(f"kafka did not take the record: {exc!r}")
+            deliveries = await self._settle(producer, futures)
+            if refused_rest is not None:
+                deliveries.extend([refused_rest] * (len(messages) - len(futures)))
+            failure = next((d for d in deliveries if not isinstance(d, str)), None)
+            if failure is not None:
+                _fail_span(span, failure)
+            elif len(deliveries) == 1 and isinstance(deliveries[0], str):
+                partition, _, offset = deliveries[0].partition(":")
+                span.set_attribute("messaging.destination.partition.id", partition)
+                span.set_attribute("messaging.kafka.offset", int(offset))
+            return deliveries
+        finally:
             span.end()
-            raise SinkUnavailable(f"kafka did not take the record: {exc!r}") from exc
-        return self._settle(producer, future, span)
+
+    def _span_attributes(self, messages: Sequence[wire.Message]) -> dict[str, str | int]:
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+            "messaging.destination.name": self._topic,
+            "messaging.client.id": "roomcast-publisher",
+        }
+        if len(messages) == 1:
+            attributes["messaging.message.id"] = messages[0].message_id
+            attributes["messaging.kafka.message.key"] = messages[0].key
+        else:
+            attributes["messaging.batch.message_count"] = len(messages)
+        return attributes
 
     async def _settle(
-        self, producer: AIOKafkaProducer, future: asyncio.Future[Any], span: trace.Span
-    ) -> str:
+        self, producer: AIOKafkaProducer, futures: list[asyncio.Future[Any]]
+    ) -> list[Delivery]:
+        """Wait for every acknowledgement at once; fence the producer if any is late."""
         try:
-            done, _ = await asyncio.wait({future}, timeout=self._ack_timeout)
-            if not done:
-                await self._fence(producer, f"no acknowledgement within {self._ack_timeout:g}s")
-            # After a fence the future is resolved: a failure now means "never published",
-            # unless a broker took the record and never answered.
-            try:
-                metadata = future.result()
-            except KafkaError as exc:
-                if self._in_flight.is_unknown(future):
-                    raise OutcomeUnknown(f"{exc!r}") from exc
-                raise SinkUnavailable(f"kafka did not acknowledge: {exc!r}") from exc
-            span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
-            span.set_attribute("messaging.kafka.offset", metadata.offset)
-            return wire.position(metadata.partition, metadata.offset)
-        except (SinkUnavailable, OutcomeUnknown) as exc:
-            _fail_span(span, exc)
-            raise
+            pending = [future for future in futures if not future.done()]
+            if pending:
+                _, late = await asyncio.wait(pending, timeout=self._ack_timeout)
+                if late:
+                    await self._fence(producer, f"no acknowledgement within {self._ack_timeout:g}s")
+            # After a fence every future is resolved: a failure now means "never
+            # published", unless a broker took the record and never answered.
+            return [self._delivery(future) for future in futures]
         finally:
-            self._in_flight.forget(future)
-            span.end()
+            for future in futures:
+                self._in_flight.forget(future)
+
+    def _delivery(self, future: asyncio.Future[Any]) -> Delivery:
+        if not future.done() or future.cancelled():
+            return OutcomeUnknown("the producer let go of the record without an answer")
+        exc = future.exception()
+        if exc is None:
+            metadata = future.result()
+            return wire.position(metadata.partition, metadata.offset)
+        if self._in_flight.is_unknown(future):
+            return OutcomeUnknown(f"{exc!r}")
+        return SinkUnavailable(f"kafka did not acknowledge: {exc!r}")
 
     async def _fence(self, producer: AIOKafkaProducer, reason: str) -> None:
         if producer is self._producer:

@@ -8,12 +8,14 @@ publisher lets go), then {"state": "done", "message_id", "position",
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from roomcast_core.redis_keys import idempotency_key
@@ -53,22 +55,86 @@ def _decode(value: bytes | str | None) -> Receipt | InProgress | None:
     return InProgress()
 
 
+Command = Callable[[Pipeline], None]
+
+
+class _Coalescer:
+    """Carries the commands of concurrent callers in shared pipelines.
+
+    Commands queued while a pipeline is on the wire go out together in the next one, so
+    under load a single round trip serves many requests (and a whole batch is one
+    round trip), while an idle caller waits only until the next loop turn.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._queue: list[tuple[Command, int, asyncio.Future[list[Any]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def run(self, command: Command, replies: int) -> list[Any]:
+        """Queue `command` (which adds `replies` commands to a pipeline); its replies."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, replies, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="redis-idempotency")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._execute(batch)
+        finally:
+            self._flusher = None
+
+    async def _execute(self, batch: list[tuple[Command, int, asyncio.Future[list[Any]]]]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for command, _, _ in batch:
+                    command(pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError, TimeoutError) as exc:
+            failure = StoreUnavailable(f"{type(exc).__name__}: {exc}")
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            return
+        except BaseException as exc:
+            # Cancelled (shutdown) or a bug: nobody may wait forever for this batch.
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable(f"{type(exc).__name__}: {exc}"))
+            raise
+        offset = 0
+        for _, count, future in batch:
+            mine = replies[offset : offset + count]
+            offset += count
+            if future.done():
+                continue
+            errors = [r for r in mine if isinstance(r, Exception)]
+            if errors:
+                future.set_exception(StoreUnavailable(f"{type(errors[0]).__name__}: {errors[0]}"))
+            else:
+                future.set_result(mine)
+
+
 class RedisIdempotencyStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
+        self._coalescer = _Coalescer(client)
 
     async def claim(self, message_ids: Sequence[str], hold_seconds: float) -> list[Claim]:
         tokens = [uuid.uuid4().hex for _ in message_ids]
         hold_ms = max(1, int(hold_seconds * 1000))
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for message_id, token in zip(message_ids, tokens, strict=True):
-                    marker = orjson.dumps({"state": "pending", "token": token})
-                    pipe.set(idempotency_key(message_id), marker, nx=True, px=hold_ms)
-                    pipe.get(idempotency_key(message_id))
-                replies = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+        def command(pipe: Pipeline) -> None:
+            for message_id, token in zip(message_ids, tokens, strict=True):
+                key = idempotency_key(message_id)
+                marker = orjson.dumps({"state": "pending", "token": token})
+                pipe.set(key, marker, nx=True, px=hold_ms)
+                pipe.get(key)
+
+        replies = await self._coalescer.run(command, 2 * len(message_ids))
         claims: list[Claim] = []
         for index, token in enumerate(tokens):
             won, current = replies[2 * index], replies[2 * index + 1]
@@ -87,25 +153,27 @@ class RedisIdempotencyStore:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return _decode(value)
 
-    async def remember(self, receipt: Receipt, window_seconds: int) -> None:
-        record = {
-            "state": "done",
-            "message_id": receipt.message_id,
-            "position": receipt.position,
-            "receive_time": receipt.receive_time,
-        }
-        try:
-            await self._client.set(
-                idempotency_key(receipt.message_id), orjson.dumps(record), ex=window_seconds
-            )
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    async def settle(
+        self,
+        receipts: Sequence[Receipt],
+        releases: Sequence[tuple[str, str]],
+        window_seconds: int,
+    ) -> None:
+        def command(pipe: Pipeline) -> None:
+            for receipt in receipts:
+                record = {
+                    "state": "done",
+                    "message_id": receipt.message_id,
+                    "position": receipt.position,
+                    "receive_time": receipt.receive_time,
+                }
+                pipe.set(
+                    idempotency_key(receipt.message_id), orjson.dumps(record), ex=window_seconds
+                )
+            for message_id, token in releases:
+                pipe.eval(_RELEASE, 1, idempotency_key(message_id), token)
 
-    async def release(self, message_id: str, token: str) -> None:
-        try:
-            await self._client.eval(_RELEASE, 1, idempotency_key(message_id), token)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        await self._coalescer.run(command, len(receipts) + len(releases))
 
     async def readiness(self) -> str | None:
         try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from roomcast_core.wire import Message
 
@@ -45,15 +45,19 @@ class InProgress:
 
 Claim = Claimed | Receipt | InProgress
 
-# A delivery resolves to the record's "partition:offset" once the broker acknowledged,
-# raises SinkUnavailable when the record was not (and will not be) published, or
-# OutcomeUnknown when no client could tell (the broker died while holding it).
-Delivery = Coroutine[Any, Any, str]
+# What became of one record: its "partition:offset" once the broker acknowledged it,
+# SinkUnavailable when it was not (and will not be) published, or OutcomeUnknown when
+# no client could tell (the broker died while holding it).
+Delivery = str | SinkUnavailable | OutcomeUnknown
 
 
 class RecordSink(Protocol):
-    async def enqueue(self, message: Message) -> Delivery:
-        """Hand the record to the producer in call order; SinkUnavailable if it cannot take it."""
+    async def produce(self, messages: Sequence[Message]) -> list[Delivery]:
+        """Hand the records to the producer in order, then wait for each one's fate.
+
+        One Delivery per message, in order; never raises for a record's own failure.
+        Concurrent calls share the producer's batches.
+        """
         ...
 
 
@@ -66,12 +70,20 @@ class IdempotencyStore(Protocol):
         """None when nobody holds the id (an earlier attempt failed or expired)."""
         ...
 
-    async def remember(self, receipt: Receipt, window_seconds: int) -> None: ...
-
-    async def release(self, message_id: str, token: str) -> None: ...
+    async def settle(
+        self,
+        receipts: Sequence[Receipt],
+        releases: Sequence[tuple[str, str]],
+        window_seconds: int,
+    ) -> None:
+        """Remember the receipts for the window and let go of the (message_id, token)
+        claims that did not publish, all in one go."""
+        ...
 
 
 class PublishObserver(Protocol):
-    def produced(self, seconds: float) -> None: ...
+    def produced(self, count: int, seconds: float) -> None:
+        """count records acknowledged, seconds after they were handed to the producer."""
+        ...
 
     def failed(self, reason: str) -> None: ...

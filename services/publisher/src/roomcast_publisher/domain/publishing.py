@@ -27,7 +27,6 @@ from roomcast_core.wire import Message, now_time
 from roomcast_publisher.domain.ports import (
     Claim,
     Claimed,
-    Delivery,
     IdempotencyStore,
     InProgress,
     OutcomeUnknown,
@@ -133,12 +132,31 @@ class Publisher:
                 waiting.append(index)
             else:
                 outcomes[index] = claim
-        to_send = [i for i in range(len(messages)) if outcomes[i] is None and i not in waiting]
+        held_elsewhere = set(waiting)
+        to_send = [
+            i for i in range(len(messages)) if outcomes[i] is None and i not in held_elsewhere
+        ]
 
-        sent = await self._send([messages[i] for i in to_send])
+        try:
+            sent = await self._send([messages[i] for i in to_send])
+        except Exception:
+            # The sink answers every record's failure itself; an exception here is a
+            # bug before or around the hand-over. Let the ids go so a retry can publish.
+            await self._settle_claims([], [(messages[i].message_id, t) for i, t in tokens.items()])
+            raise
         for index, outcome in zip(to_send, sent, strict=True):
             outcomes[index] = outcome
-        await self._settle_claims({i: (outcomes[i], tokens[i]) for i in tokens})
+        receipts: list[Receipt] = []
+        releases: list[tuple[str, str]] = []
+        for index, token in tokens.items():
+            result = outcomes[index]
+            if isinstance(result, Receipt):
+                receipts.append(result)
+            elif isinstance(result, Refusal) and result.reason is not Reason.OUTCOME_UNKNOWN:
+                releases.append((result.message_id, token))
+            # An unknown outcome keeps its marker until hold_seconds: an immediate
+            # retry gets publish_in_progress instead of a likely duplicate.
+        await self._settle_claims(receipts, releases)
 
         if waiting:
             replies = await asyncio.gather(
@@ -161,59 +179,49 @@ class Publisher:
         return {i: claim for (i, _), claim in zip(keyed, claims, strict=True)}
 
     async def _send(self, messages: Sequence[Message]) -> list[Outcome]:
-        """Enqueue strictly in order (that is what keeps order per key), then await all."""
+        """One produce call for the whole request: the sink keeps the order of `messages`."""
+        if not messages:
+            return []
         started = self._monotonic()
-        deliveries: list[Delivery | Refusal] = []
-        for message in messages:
-            try:
-                deliveries.append(await self._sink.enqueue(message))
-            except SinkUnavailable as exc:
-                deliveries.append(self._refuse(message, exc))
-        return list(
-            await asyncio.gather(
-                *(self._outcome(m, d, started) for m, d in zip(messages, deliveries, strict=True))
-            )
-        )
-
-    async def _outcome(
-        self, message: Message, delivery: Delivery | Refusal, started: float
-    ) -> Outcome:
-        if isinstance(delivery, Refusal):
-            return delivery
-        try:
-            position = await delivery
-        except SinkUnavailable as exc:
-            return self._refuse(message, exc)
-        except OutcomeUnknown as exc:
-            self._observer.failed(Reason.OUTCOME_UNKNOWN)
-            return Refusal(
-                message.message_id,
-                Reason.OUTCOME_UNKNOWN,
-                f"the broker failed before confirming; the message may or may not be "
-                f"published: {exc}",
-            )
-        self._observer.produced(self._monotonic() - started)
-        return Receipt(message.message_id, position, message.receive_time)
+        deliveries = await self._sink.produce(messages)
+        elapsed = self._monotonic() - started
+        outcomes: list[Outcome] = []
+        acknowledged = 0
+        for message, delivery in zip(messages, deliveries, strict=True):
+            if isinstance(delivery, str):
+                acknowledged += 1
+                outcomes.append(Receipt(message.message_id, delivery, message.receive_time))
+            elif isinstance(delivery, OutcomeUnknown):
+                self._observer.failed(Reason.OUTCOME_UNKNOWN)
+                outcomes.append(
+                    Refusal(
+                        message.message_id,
+                        Reason.OUTCOME_UNKNOWN,
+                        f"the broker failed before confirming; the message may or may not "
+                        f"be published: {delivery}",
+                    )
+                )
+            else:
+                outcomes.append(self._refuse(message, delivery))
+        if acknowledged:
+            self._observer.produced(acknowledged, elapsed)
+        return outcomes
 
     def _refuse(self, message: Message, exc: SinkUnavailable) -> Refusal:
         self._observer.failed(Reason.KAFKA_UNAVAILABLE)
         return Refusal(message.message_id, Reason.KAFKA_UNAVAILABLE, f"not published: {exc}")
 
-    async def _settle_claims(self, held: dict[int, tuple[Outcome | None, str]]) -> None:
-        async def settle(outcome: Outcome | None, token: str) -> None:
-            try:
-                if isinstance(outcome, Receipt):
-                    await self._store.remember(outcome, self._policy.idempotency_window)
-                elif isinstance(outcome, Refusal) and outcome.reason is not Reason.OUTCOME_UNKNOWN:
-                    await self._store.release(outcome.message_id, token)
-                # An unknown outcome keeps its marker until hold_seconds: an immediate
-                # retry gets publish_in_progress instead of a likely duplicate.
-            except StoreUnavailable as exc:
-                # The message is published (or not) regardless; the pending marker
-                # expires after hold_seconds, until then duplicates get 409.
-                log.warning("could not record idempotency outcome", extra={"error": str(exc)})
-
-        await asyncio.gather(*(settle(outcome, token) for outcome, token in held.values()))
+    async def _settle_claims(
+        self, receipts: Sequence[Receipt], releases: Sequence[tuple[str, str]]
+    ) -> None:
+        if not receipts and not releases:
+            return
+        try:
+            await self._store.settle(receipts, releases, self._policy.idempotency_window)
+        except StoreUnavailable as exc:
+            # The message is published (or not) regardless; the pending marker
+            # expires after hold_seconds, until then duplicates get 409.
+            log.warning("could not record idempotency outcome", extra={"error": str(exc)})
 
     async def _await_first(self, draft: Draft, retry_released: bool) -> Outcome:
         message_id = draft.message_id
