@@ -42,6 +42,8 @@ tracer = trace.get_tracer("roomcast_edge")
 BATCH_RECORDS = 10_000
 RETRY_SECONDS = 1.0
 POLL_MS = 1000
+# A check waits on the broker; reading the stream must not wait long for it.
+CHECK_TIMEOUT = 5.0
 UNDECODABLE_LOG_EVERY = 10.0
 
 
@@ -209,7 +211,12 @@ class KafkaSource:
             if not self.caught_up:
                 self._check_caught_up()
             if loop.time() >= next_check:
-                await self._check_partitions(consumer)
+                try:
+                    # The check changes state only in synchronous steps after its
+                    # awaits, so an interrupted check leaves nothing half done.
+                    await asyncio.wait_for(self._check_partitions(consumer), CHECK_TIMEOUT)
+                except (TimeoutError, KafkaError) as exc:
+                    log.info("topic check failed, retried later", extra={"error": repr(exc)})
                 next_check = loop.time() + self._check_interval
 
     async def _first_young(
@@ -259,18 +266,11 @@ class KafkaSource:
         tps = [TopicPartition(topic, p) for p in sorted(self._last) if p in current]
         if not tps:
             return
-        try:
-            end = await consumer.end_offsets(tps)
-        except KafkaError as exc:
-            log.info("end offsets unreadable, checked later", extra={"error": repr(exc)})
-            return
+        end = await consumer.end_offsets(tps)
         behind = {tp.partition for tp, offset in end.items() if offset <= self._last[tp.partition]}
-        confirmed = sorted(behind & self._behind)
-        self._behind = behind - set(confirmed)
-        if not confirmed:
-            return
-        gone = [TopicPartition(topic, p) for p in confirmed]
-        beginning = await consumer.beginning_offsets(gone)
+        gone = [TopicPartition(topic, p) for p in sorted(behind & self._behind)]
+        beginning = await consumer.beginning_offsets(gone) if gone else {}
+        self._behind = behind
         for tp in gone:
             self._reset(tp.partition, beginning[tp], end[tp])
             consumer.seek(tp, beginning[tp])
