@@ -27,8 +27,8 @@ lint: install ## ruff lint and format check
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 
-typecheck: install ## mypy --strict on our code
-	$(UV) run mypy libs services clients
+typecheck: install ## mypy --strict on our code, tests and benchmarks included
+	$(UV) run mypy libs services clients tests bench
 
 test: install lint typecheck ## everything: lint, types and the whole test suite against real Redis and Kafka
 	$(UV) run pytest $(PYTEST_ARGS)

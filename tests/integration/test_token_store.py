@@ -41,7 +41,7 @@ async def test_revocation_is_seen_and_announced(redis_url: str) -> None:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
         assert message["data"] == issued.claims.jti.encode()
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
 
 

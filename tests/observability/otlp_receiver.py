@@ -86,9 +86,10 @@ class OtlpReceiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # aiohttp types its server as AbstractServer; the TCP one it starts has sockets.
+        sockets = getattr(site._server, "sockets", None)
+        assert sockets
+        self.port = sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -116,7 +117,7 @@ class GrpcOtlpReceiver(OtlpReceiver):
 
         receiver = self
 
-        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
             async def Export(
                 self, request: ExportTraceServiceRequest, context: Any
             ) -> ExportTraceServiceResponse:
@@ -124,7 +125,9 @@ class GrpcOtlpReceiver(OtlpReceiver):
                 return ExportTraceServiceResponse()
 
         self._server = grpc.aio.server()
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            Servicer(), self._server
+        )
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
 

@@ -84,7 +84,7 @@ async def test_ping_actions_and_ping_frames_keep_a_client_alive(edge: ServicePro
     # and once they stop, they are closed
     await _closed(by_action)
     await _closed(by_frame)
-    assert (by_action.close_code, by_frame.close_code) == (4000, 4000)
+    assert [ws.close_code for ws in (by_action, by_frame)] == [4000, 4000]
 
 
 async def test_http_heartbeats_in_redis_keep_a_silent_client_alive(

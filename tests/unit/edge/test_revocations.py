@@ -47,7 +47,7 @@ async def test_concurrent_connects_share_lookups_and_get_their_own_answer() -> N
 async def test_an_unreadable_redis_lets_connects_in_and_is_counted() -> None:
     metrics = EdgeMetrics(CollectorRegistry())
     checker = BatchedRevocations(FakePresence({"bad"}, fail=True), metrics)
-    assert await asyncio.gather(checker.is_revoked("bad"), checker.is_revoked("ok")) == [
+    assert list(await asyncio.gather(checker.is_revoked("bad"), checker.is_revoked("ok"))) == [
         False,
         False,
     ]
