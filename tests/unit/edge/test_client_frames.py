@@ -12,11 +12,14 @@ import pytest
 
 from roomcast_core.tokens import TokenClaims
 from roomcast_edge.domain.frames import (
+    OP_BINARY,
+    OP_PING,
+    OP_TEXT,
     FrameError,
+    MessageReader,
     close_code,
     close_frame,
     pong_frame,
-    read_frames,
     unmask,
 )
 from roomcast_edge.domain.ratelimit import TokenBucket
@@ -89,12 +92,46 @@ def test_unmask_round_trips() -> None:
 
 
 def test_frames_split_anywhere_are_read_once_complete() -> None:
-    stream = masked(0x1, b'{"a":1}') + masked(0x1, b"x" * 300) + masked(0x9, b"hi")
+    stream = (
+        masked(0x1, b'{"a":1}')
+        + masked(0x1, b"x" * 300)
+        + masked(0x9, b"hi")
+        + masked(0x1, "é".encode() + b"a", fin=False)
+        + masked(0x0, "中".encode()[:1], fin=False)
+        + masked(0x0, "中".encode()[1:])
+    )
     for cut in range(len(stream)):
-        first, rest = read_frames(stream[:cut], 1000)
-        second, left = read_frames(rest + stream[cut:], 1000)
-        assert left == b""
-        assert [p for _, p in first + second] == [b'{"a":1}', b"x" * 300, b"hi"]
+        reader = MessageReader(1000, 8, deflate=False)
+        events = [*reader.feed(stream[:cut]), *reader.feed(stream[cut:])]
+        assert events == [
+            (OP_TEXT, '{"a":1}'),
+            (OP_TEXT, "x" * 300),
+            (OP_PING, b"hi"),
+            (OP_TEXT, "éa中"),
+        ]
+
+
+def test_frames_before_a_bad_one_are_read() -> None:
+    reader = MessageReader(1000, 8, deflate=False)
+    events = reader.feed(masked(0x2, b"ok") + masked(0x9, b"p", rsv1=True))
+    assert next(events) == (OP_BINARY, b"ok")
+    with pytest.raises(FrameError) as refused:
+        next(events)
+    assert refused.value.code == 1002
+
+
+def test_fragments_are_counted_and_summed_as_they_come() -> None:
+    reader = MessageReader(1000, 4, deflate=False)
+    start = masked(0x1, b"{", fin=False)
+    empty = masked(0x0, b"", fin=False)
+    assert list(reader.feed(start + empty * 2 + masked(0x0, b"}"))) == [(OP_TEXT, "{}")]
+    with pytest.raises(FrameError) as too_many:
+        list(reader.feed(start + empty * 4))  # the 5th frame is refused before the end
+    assert too_many.value.code == 1009
+    reader = MessageReader(1000, 100, deflate=False)
+    with pytest.raises(FrameError) as too_big:
+        list(reader.feed(start + masked(0x0, b"x" * 600, fin=False) + masked(0x0, b"x" * 400)))
+    assert too_big.value.code == 1009
 
 
 @pytest.mark.parametrize(
@@ -102,17 +139,19 @@ def test_frames_split_anywhere_are_read_once_complete() -> None:
     [
         (bytes((0x81, 0x02)) + b"hi", 1002),  # not masked
         (bytes((0xB1,)) + masked(0x1, b"x")[1:], 1002),  # RSV2/RSV3 set
+        (masked(0x9, b"x", rsv1=True), 1002),  # RSV1 on a control frame
         (masked(0x3, b"x"), 1002),  # reserved data opcode
         (masked(0xB, b"x"), 1002),  # reserved control opcode
         (masked(0x9, b"x" * 126), 1002),  # control frame over 125 bytes
         (masked(0x9, b"x", fin=False), 1002),  # fragmented control frame
         (masked(0x1, b"x" * 1001), 1009),  # over the limit
         (masked(0x1, b"x" * 70_000)[:14], 1009),  # refused from its header alone
+        (masked(0x1, b"\xce", fin=False) + masked(0x0, b"\x41", fin=False), 1007),  # fails fast
     ],
 )
 def test_bad_frames_are_refused_with_their_code(data: bytes, code: int) -> None:
     with pytest.raises(FrameError) as refused:
-        read_frames(data, 1000)
+        list(MessageReader(1000, 8, deflate=True).feed(data))
     assert refused.value.code == code
 
 
@@ -184,6 +223,7 @@ async def test_compressed_client_frames_are_inflated() -> None:
 async def test_client_close_is_answered_with_its_code_then_the_socket_closes() -> None:
     conn, node, transport = _connection()
     conn.data_received(masked(0x8, struct.pack("!H", 1001) + b"bye") + masked(0x1, b"late"))
+    await asyncio.sleep(0)  # answered on the next turn, after this turn's replies
     assert transport.writes == [close_frame(1001)]
     assert transport.closed
     assert node.lost_count == 1
@@ -197,8 +237,9 @@ async def test_server_close_waits_for_the_answer_and_drops_data_meanwhile() -> N
     conn.data_received(masked(0x1, b"still talking") + masked(0x9, b"p"))
     assert node.texts == []
     assert node.pongs == []
-    assert not transport.closed
+    still_open = not transport.closed
     conn.data_received(masked(0x8, struct.pack("!H", 4000)))
+    assert still_open
     assert transport.closed
     assert transport.writes == [close_frame(4000, "heartbeat timeout")]  # no second close
 

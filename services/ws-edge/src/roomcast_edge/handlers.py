@@ -118,6 +118,7 @@ async def _connect(
         loop.time(),
         settings.max_frame_bytes,
         upgrade.deflate,
+        settings.max_fragments,
     )
     tail = take_over(request, transport, conn, upgrade.response)
     node.open(conn, connect)

@@ -12,30 +12,20 @@ outbound buffer slots are declared here but owned by the fan-out alone.
 from __future__ import annotations
 
 import asyncio
-import zlib
-from typing import Protocol
+from typing import Protocol, cast
 
 from roomcast_core.tokens import TokenClaims
 from roomcast_edge.domain.frames import (
-    CLOSE_INVALID_DATA,
-    CLOSE_PROTOCOL_ERROR,
-    CLOSE_TOO_BIG,
     OP_CLOSE,
-    OP_CONTINUATION,
     OP_PING,
     OP_PONG,
-    OP_TEXT,
     FrameError,
+    MessageReader,
     close_code,
     close_frame,
-    read_frames,
 )
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.domain.session import Session
-
-_FIN = 0x80
-_RSV1 = 0x40
-_DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
 class FrameHandler(Protocol):
@@ -56,15 +46,13 @@ class Connection(Session, asyncio.Protocol):
     """Hashable by identity: the hub indexes these objects directly."""
 
     __slots__ = (
-        "_buffer",
-        "_fragments",
         "_handler",
-        "_inflater",
+        "_peer_closed",
+        "_reader",
         "closed",
         "closing",
         "deflate",
         "last_life",
-        "max_message",
         "pending",
         "pending_bytes",
         "transport",
@@ -82,6 +70,7 @@ class Connection(Session, asyncio.Protocol):
         now: float,
         max_message: int = 65536,
         deflate: int = 0,
+        max_fragments: int = 1024,
     ) -> None:
         Session.__init__(self, claims, bucket)
         self._handler = handler
@@ -93,10 +82,9 @@ class Connection(Session, asyncio.Protocol):
         self.closing: asyncio.TimerHandle | None = None
         # Negotiated permessage-deflate window bits; 0 when the client sends plain frames.
         self.deflate = deflate
-        self.max_message = max_message
-        self._buffer = b""  # an incomplete client frame
-        self._fragments: list[bytes] | None = None  # [first header byte as bytes, parts...]
-        self._inflater: zlib._Decompress | None = None  # only once a client compresses
+        self._reader = MessageReader(max_message, max_fragments, bool(deflate))
+        # The client's close frame arrived: nothing after it is read.
+        self._peer_closed = False
 
     @property
     def gone(self) -> bool:
@@ -109,18 +97,15 @@ class Connection(Session, asyncio.Protocol):
     # ---- asyncio.Protocol ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self._peer_closed or self.transport.is_closing():
             return
-        if self._buffer:
-            data = self._buffer + data
         try:
-            frames, self._buffer = read_frames(data, self.max_message)
-            for first, payload in frames:
-                self._frame(first, payload)
-                if self.transport.is_closing():
+            for opcode, payload in self._reader.feed(data):
+                self._event(opcode, payload)
+                if self._peer_closed or self.transport.is_closing():
                     return
         except FrameError as exc:
-            self._buffer = b""
+            self._reader.reset()
             self._handler.refuse(self, exc.code, exc.reason)
 
     def eof_received(self) -> bool | None:
@@ -139,75 +124,38 @@ class Connection(Session, asyncio.Protocol):
 
     # ---- frames -------------------------------------------------------------
 
-    def _frame(self, first: int, payload: bytes) -> None:
-        opcode = first & 0x0F
+    def _event(self, opcode: int, payload: bytes | str) -> None:
+        """One whole message or control frame from the client."""
         if opcode == OP_PONG:
             return  # answers to pings prove the path, not the client
         handler = self._handler
         self.last_life = handler.loop.time()
         if opcode == OP_PING:
             if self.closing is None:
-                handler.pong(self, payload)
+                handler.pong(self, cast(bytes, payload))
             return
         if opcode == OP_CLOSE:
-            self._close_received(payload)
+            self._close_received(cast(bytes, payload))
             return
-        compressed = bool(first & _RSV1)
-        if opcode == OP_CONTINUATION:
-            fragments = self._fragments
-            if fragments is None or compressed:
-                raise FrameError(CLOSE_PROTOCOL_ERROR, "unexpected continuation frame")
-            fragments.append(payload)
-            if sum(len(part) for part in fragments) - 1 > self.max_message:
-                raise FrameError(CLOSE_TOO_BIG, "message too big")
-            if not first & _FIN:
-                return
-            self._fragments = None
-            first = fragments[0][0]
-            payload = b"".join(fragments[1:])
-            opcode = first & 0x0F
-            compressed = bool(first & _RSV1)
-        elif self._fragments is not None:
-            raise FrameError(CLOSE_PROTOCOL_ERROR, "expected a continuation frame")
-        elif compressed and not self.deflate:
-            raise FrameError(CLOSE_PROTOCOL_ERROR, "compressed frame without the extension")
-        elif not first & _FIN:
-            self._fragments = [bytes((first,)), payload]
-            return
-        if self.closing is not None:
-            return  # after our close frame, data frames are read and dropped
-        if compressed:
-            payload = self._inflate(payload)
-        if opcode == OP_TEXT:
-            try:
-                text = payload.decode()
-            except UnicodeDecodeError:
-                raise FrameError(CLOSE_INVALID_DATA, "text frame is not UTF-8") from None
-            handler.handle_text(self, text)
-        else:
+        if self.closing is None:  # after our close frame, messages are read and dropped
             handler.handle_text(self, payload)
-
-    def _inflate(self, payload: bytes) -> bytes:
-        inflater = self._inflater
-        if inflater is None:
-            # Window 15 accepts whatever window the client compresses with.
-            inflater = self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        try:
-            data = inflater.decompress(payload + _DEFLATE_TAIL, self.max_message + 1)
-        except zlib.error:
-            raise FrameError(CLOSE_INVALID_DATA, "compressed frame does not inflate") from None
-        if len(data) > self.max_message or inflater.unconsumed_tail:
-            raise FrameError(CLOSE_TOO_BIG, "message too big")
-        return data
 
     def _close_received(self, payload: bytes) -> None:
         code = close_code(payload)  # FrameError on a malformed close frame
+        if self.closing is not None:
+            self.transport.close()  # the answer to our close: the handshake is done
+            return
+        # The client closes. Our answer goes on the next loop turn: replies to its
+        # earlier messages, queued this turn, are flushed first and come before it.
+        self._peer_closed = True
+        self._handler.loop.call_soon(self._answer_close, code)
+
+    def _answer_close(self, code: int | None) -> None:
         transport = self.transport
-        if self.closing is None:
-            # The client closes: answer with its code, then end the TCP connection.
-            self._handler.lost(self)
+        self._handler.lost(self)
+        if not transport.is_closing():
             transport.write(close_frame(code) if code is not None else bytes((0x88, 0)))
-        transport.close()
+            transport.close()
 
     # ---- closing from our side ----------------------------------------------
 
