@@ -103,7 +103,9 @@ async def read_reply(reader: asyncio.StreamReader) -> RawReply:
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    if "content-length" in headers:
+    if status == 101:
+        body = b""  # the socket now speaks WebSocket; nothing more belongs to HTTP
+    elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         pieces = []

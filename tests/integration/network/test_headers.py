@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from roomcast_core.tokens import TokenIssuer
 from tests.conftest import Infra, ServiceFactory
 from tests.e2e.conftest import Stack
 from tests.integration.network.rawhttp import RawReply, exchange, head, post
 
 API_KEY = "key-0123456789abcdef"
+SECRET = "test-secret-0123456789abcdefghijklmnop"  # the one infra.env() configures
 BAD_AUTHORIZATION = [
     b"Bearer \xff\xfe",  # not UTF-8 at all
     b"Bearer \xc3\xa9t\xc3\xa9",  # UTF-8, but not ASCII
@@ -85,3 +87,50 @@ async def test_non_ascii_authorization_is_401_on_every_service(
     reply = await send(auth.url, allowed)
     assert reply.status == 201, reply
     assert "access-control-allow-origin" not in reply.headers
+
+
+async def test_odd_bytes_in_any_other_header_are_never_a_500(stack: Stack) -> None:
+    """Every header a service might read, filled with bytes that are not ASCII."""
+    odd = b"\xff\xfe \xc3\xa9 \x80"
+    noise: dict[str, str | bytes] = {
+        name: odd
+        for name in (
+            "Origin",
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "User-Agent",
+            "X-Request-Id",
+            "X-Forwarded-For",
+            "Accept",
+            "Accept-Encoding",
+            "Cookie",
+            "Sec-WebSocket-Protocol",
+        )
+    }
+    token = TokenIssuer("HS256", SECRET).issue("user-1", "device-1", 600).token
+    body = b'{"device_id": "d", "user_id": "u", "is_login": true}'
+    requests = [
+        (stack.auth.url, post("/v1/tokens", body, noise)),
+        (stack.auth.url, post("/v1/heartbeat", b"", {**noise, "Authorization": f"Bearer {token}"})),
+        (stack.auth.url, head("GET", "/get/token?deviceId=d", noise)),
+        (stack.publisher.url, post("/v1/messages", b'{"payload": 1}', noise)),
+        (stack.publisher.url, post("/v1/messages", b'{"payload": 1}', {"Content-Type": odd})),
+    ]
+    for service in (stack.auth, stack.publisher, stack.edges[0]):
+        for path in ("/health", "/readyz", "/metrics"):
+            requests.append((service.url, head("GET", path, noise)))
+    edge = stack.edges[0].url
+    requests += [
+        (edge, head("GET", f"/ws?token={token}", {**UPGRADE, **noise})),
+        (edge, head("GET", f"/ws?token={token}", {**UPGRADE, "Sec-WebSocket-Key": odd})),
+        (edge, head("GET", f"/ws?token={token}", {**UPGRADE, "Sec-WebSocket-Extensions": odd})),
+        (edge, head("GET", f"/ws?token={token}", {**UPGRADE, "Upgrade": odd})),
+        (edge, head("GET", f"/ws?token={token}&roomIds=%FF%FE", UPGRADE)),
+    ]
+    for url, request in requests:
+        reply = await exchange(port(url), [request])
+        assert reply.status < 500, (url, request.split(b"\r\n")[0], reply)
+    # Headers nobody needs do not stand in the way of a valid upgrade.
+    upgraded = await exchange(port(edge), [head("GET", f"/ws?token={token}", {**UPGRADE, **noise})])
+    assert upgraded.status == 101

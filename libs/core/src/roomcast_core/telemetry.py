@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -106,6 +107,22 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNTRACED = frozenset({"/health", "/livez", "/readyz", "/metrics"})
 
 
+class _AsciiHeaders(Getter[Mapping[str, str]]):
+    """Trace context headers are ASCII (W3C). Other bytes reach us as surrogate escapes,
+    which the propagators cannot encode (a 500 from baggage's length check), so such a
+    header counts as absent."""
+
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return [value] if value is not None and value.isascii() else None
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return list(carrier.keys())
+
+
+_ASCII_HEADERS = _AsciiHeaders()
+
+
 def _route_of(request: web.Request) -> str:
     info = request.match_info.route.resource
     return info.canonical if info is not None else request.path
@@ -121,7 +138,7 @@ async def tracing_middleware(request: web.Request, handler: _Handler) -> web.Str
         return await handler(request)
     route = _route_of(request)
     tracer = trace.get_tracer("roomcast.http")
-    parent = propagate.extract(request.headers)
+    parent = propagate.extract(request.headers, getter=_ASCII_HEADERS)
     with tracer.start_as_current_span(
         f"{request.method} {route}",
         context=parent,
