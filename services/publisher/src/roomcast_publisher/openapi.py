@@ -7,6 +7,7 @@ from typing import Any
 from roomcast_core.api import error_responses, json_content, openapi_document, schema_of
 from roomcast_core.settings import Settings
 from roomcast_publisher.models import (
+    MAX_PAYLOAD_DEPTH,
     BatchIn,
     BatchOut,
     CompatErrorOut,
@@ -28,7 +29,8 @@ def openapi(settings: Settings) -> dict[str, Any]:
                 "summary": "Publish one message",
                 "description": (
                     "Answers 202 only after Kafka acknowledged the record (acks=all). "
-                    f"A payload over {limit} bytes serialized is 413. A 503 means the "
+                    f"A payload over {limit} bytes serialized is 413, one nested deeper "
+                    f"than {MAX_PAYLOAD_DEPTH} levels is 400 payload_too_deep. A 503 means the "
                     "message was not published; retry after Retry-After. A message_id "
                     "seen within the idempotency window returns the first result "
                     "(header Idempotent-Replayed: true) and is not published again."
@@ -49,8 +51,9 @@ def openapi(settings: Settings) -> dict[str, Any]:
             "post": {
                 "summary": f"Publish up to {settings.publisher.max_batch} messages in order",
                 "description": (
-                    "All messages are validated first; one bad message is 400 (or 413) "
-                    "naming its index and nothing is published. Then every message is "
+                    "All messages are validated first (size and depth included); one bad "
+                    "message is 400 (or 413) naming its index and nothing is published. "
+                    "The body may arrive in any number of reads or chunked. Then every message is "
                     "published in order and reported in results, each with its own status: "
                     "202 when all were published, 207 when only some were, else 503 (with "
                     "Retry-After) or 409."
