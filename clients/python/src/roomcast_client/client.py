@@ -256,9 +256,11 @@ class RoomcastClient:
                     self._connected.clear()
                     self._fail_pending(ConnectionError("connection lost"))
                     self._ws = None
+                if self._closed_by_us():
+                    break
                 code = ws.close_code
                 self.close_codes.append(code)
-                if self._closed or not self._reconnect:
+                if not self._reconnect:
                     break
                 action = after_close(code)
                 if action is AfterClose.STOP or (
@@ -288,6 +290,10 @@ class RoomcastClient:
                 log.info("reconnect failed", extra={"error": str(exc), "attempt": attempt})
         self._closed = True
         self._fail_pending(ConnectionError("client closed"))
+
+    def _closed_by_us(self) -> bool:
+        # A method, so the check after an await is not taken for the loop's own.
+        return self._closed
 
     async def _refresher(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Send `refresh` ahead of expiry; on failure retry until the edge's grace ends."""

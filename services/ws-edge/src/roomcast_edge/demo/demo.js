@@ -50,10 +50,13 @@ function addRow(push) {
 }
 
 async function fetchToken() {
+  const request = { device_id: $("device-id").value || "demo-device", is_login: false };
+  const ttl = Number.parseInt($("token-ttl").value, 10);
+  if (ttl > 0) request.ttl = ttl;
   const response = await fetch(`${$("auth-url").value}/v1/tokens`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ device_id: $("device-id").value || "demo-device", is_login: false }),
+    body: JSON.stringify(request),
   });
   const body = await response.json();
   if (!response.ok) throw new Error(body.error?.message ?? `auth answered ${response.status}`);
@@ -96,6 +99,7 @@ $("connect").onclick = async () => {
     showState();
   };
   client.ondisconnected = () => setStatus("reconnecting…", "wait");
+  watchLifetime(client);
   setStatus("connecting…", "wait");
   try {
     await client.connect();
@@ -109,6 +113,7 @@ $("connect").onclick = async () => {
 
 $("disconnect").onclick = () => {
   client?.close();
+  $("refresh-token").disabled = true;
   setStatus("disconnected", "off");
   $("connect").disabled = false;
   $("disconnect").disabled = true;
@@ -141,3 +146,38 @@ $("publish").onclick = async () => {
     ? `published ${answer.message_id} at ${answer.position}`
     : `error ${response.status}: ${answer.error?.message ?? JSON.stringify(answer)}`;
 };
+
+// ---- token lifetime: the connection's token, its remaining life and refreshes ----
+
+let lifetimeTicker = null;
+
+function showLifetime() {
+  if (!client) return;
+  const left = client.expiresIn;
+  const life = left === null ? "token lifetime unknown" : left > 0 ? `token expires in ${Math.ceil(left)} s` : `token expired ${Math.floor(-left)} s ago`;
+  $("token-life").textContent = `${life} · refreshed ${client.refreshes}`;
+}
+
+function watchLifetime(watched) {
+  watched.onrefresh = (reply) => {
+    if (reply.revoked?.length) $("last-reply").textContent = `refresh: revoked ${reply.revoked.join(", ")}`;
+    showLifetime();
+    showState();
+  };
+  const onconnected = watched.onconnected;
+  watched.onconnected = (hello) => {
+    onconnected(hello);
+    $("refresh-token").disabled = false;
+    showLifetime();
+  };
+  const onterminal = watched.onterminal;
+  watched.onterminal = (event) => {
+    onterminal(event);
+    setStatus(`closed ${event.code}${event.reason ? ` (${event.reason})` : ""}`, "off");
+    $("refresh-token").disabled = true;
+  };
+  if (lifetimeTicker) clearInterval(lifetimeTicker);
+  lifetimeTicker = setInterval(showLifetime, 1000);
+}
+
+$("refresh-token").onclick = () => call(() => client.refresh());
