@@ -68,7 +68,7 @@ def _infra(args: argparse.Namespace) -> int:
 
 def _stack(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-stack-"))
-    return run_stack(StackOptions(workdir=workdir, edges=args.edges))
+    return run_stack(StackOptions(workdir=workdir, edges=args.edges, tracing=args.tracing))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     stack = sub.add_parser("stack", help="run the whole local stack until interrupted")
     stack.add_argument("--edges", type=int, default=1, choices=[1, 2], help="ws-edge processes")
     stack.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
+    stack.add_argument(
+        "--tracing",
+        choices=["", "jaeger"],
+        default="",
+        help="jaeger: also run Jaeger and send every service's traces to it",
+    )
     stack.set_defaults(func=_stack)
     args = parser.parse_args(argv)
     sys.exit(args.func(args))

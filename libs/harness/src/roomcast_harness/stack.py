@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from roomcast_harness.jaeger import JaegerServer
 from roomcast_harness.kafka_broker import KafkaBroker
 from roomcast_harness.redis_server import RedisServer
 from roomcast_harness.services import ServiceProcess
@@ -29,6 +30,8 @@ class StackOptions:
     auth_port: int = 8080
     edge_port: int = 8081
     publisher_port: int = 8082
+    # "jaeger": run Jaeger too and send every service's spans to it
+    tracing: str = ""
 
 
 class _LogFollower(threading.Thread):
@@ -53,9 +56,17 @@ class _LogFollower(threading.Thread):
                 sys.stdout.flush()
 
 
-def _banner(auth: str, edges: list[str], publisher: str, redis_url: str, kafka: str) -> str:
+def _banner(
+    auth: str,
+    edges: list[str],
+    publisher: str,
+    redis_url: str,
+    kafka: str,
+    trace_ui: str | None = None,
+) -> str:
     edge = edges[0].replace("127.0.0.1", "localhost")
     ws = edge.replace("http://", "ws://")
+    tracing = f"\n  jaeger UI   {trace_ui}   (traces of every service)" if trace_ui else ""
     return f"""
 roomcast is up.
   demo page   {edge}/demo/
@@ -63,7 +74,7 @@ roomcast is up.
   publisher   {publisher}          (POST /v1/messages)
   ws-edge     {", ".join(edges)}   ({ws}/ws?token=…&roomIds=…)
   redis       {redis_url}
-  kafka       {kafka}
+  kafka       {kafka}{tracing}
 
 Publish a message:
   curl -s -X POST {publisher}/v1/messages -H 'Content-Type: application/json' \\
@@ -84,6 +95,15 @@ def service_env(environ: Mapping[str, str], redis_url: str, bootstrap: str) -> d
         **{name: value for name, value in environ.items() if name.startswith("ROOMCAST_")},
         "ROOMCAST_REDIS__URL": redis_url,
         "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+    }
+
+
+def tracing_env(jaeger: JaegerServer) -> dict[str, str]:
+    """Spans to this Jaeger, and pushes that carry their trace id for the demo's links."""
+    return {
+        **jaeger.otel_env(),
+        "ROOMCAST_EDGE__TRACE_ID_IN_META": "true",
+        "ROOMCAST_EDGE__TRACE_UI_URL": jaeger.ui_url,
     }
 
 
@@ -112,6 +132,7 @@ def run_stack(options: StackOptions) -> int:
         if os.environ.get("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
         else KafkaBroker(workdir / "kafka")
     )
+    jaeger = JaegerServer(workdir / "jaeger", standard_ports=True) if options.tracing else None
     services: list[ServiceProcess] = []
     followers: list[_LogFollower] = []
     try:
@@ -121,11 +142,17 @@ def run_stack(options: StackOptions) -> int:
         if kafka:
             print(f"starting kafka on port {kafka.port}", flush=True)
             kafka.start()
+        if jaeger:
+            print(f"starting jaeger on port {jaeger.ports['ui']}", flush=True)
+            jaeger.start()
         redis_url = redis.url if redis else os.environ["ROOMCAST_REDIS__URL"]
         bootstrap = (
             kafka.bootstrap_servers if kafka else os.environ["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"]
         )
         env = service_env(os.environ, redis_url, bootstrap)
+        if jaeger:
+            # The caller's own ROOMCAST_* choices still win over these.
+            env = {**tracing_env(jaeger), **env}
         auth_port = _port_setting("ROOMCAST_AUTH__PORT", options.auth_port)
         edge_port = _port_setting("ROOMCAST_EDGE__PORT", options.edge_port)
         publisher_port = _port_setting("ROOMCAST_PUBLISHER__PORT", options.publisher_port)
@@ -147,7 +174,8 @@ def run_stack(options: StackOptions) -> int:
         edges = [p.url for p in services if p.service == "edge"]
         auth = next(p.url for p in services if p.service == "auth")
         publisher = next(p.url for p in services if p.service == "publisher")
-        print(_banner(auth, edges, publisher, redis_url, bootstrap), flush=True)
+        trace_ui = jaeger.ui_url if jaeger else None
+        print(_banner(auth, edges, publisher, redis_url, bootstrap, trace_ui), flush=True)
         while not stopping.is_set():
             for proc in services:
                 if proc.exited:
@@ -167,4 +195,6 @@ def run_stack(options: StackOptions) -> int:
             kafka.stop()
         if redis:
             redis.stop()
+        if jaeger:
+            jaeger.stop()
         print("stopped.", flush=True)
