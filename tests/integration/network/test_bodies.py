@@ -6,6 +6,7 @@ payload must come out of the WebSocket intact, and limits still hold on what is 
 
 from __future__ import annotations
 
+import gzip
 import uuid
 
 import aiohttp
@@ -124,3 +125,27 @@ async def test_limits_hold_on_the_bytes_read(stack: Stack) -> None:
     fits = orjson.dumps({"payload": "x" * (MAX_PAYLOAD - 2)})
     reply = await exchange(publisher, chunked_post("/v1/messages", fits, size=4096), gap=0.005)
     assert reply.status == 202, reply.body
+
+
+async def test_compressed_bodies_are_read_and_a_corrupt_one_is_400(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    target = room()
+    token = await issue_token(session, stack.auth.url)
+    ws, _ = await connect(stack.edges[0].url, token=token, roomIds=target)
+    sent = message(target, 3000)
+    gzipped = gzip.compress(orjson.dumps(sent))
+    publisher = port(stack.publisher.url)
+    reply = await exchange(
+        publisher, split(post("/v1/messages", gzipped, {"Content-Encoding": "gzip"}), 200), 0.05
+    )
+    assert reply.status == 202, reply.body
+    [push] = await pushes(ws, 1)
+    assert push["payload"] == sent["payload"]
+
+    corrupt = post("/v1/messages", b"not gzip at all", {"Content-Encoding": "gzip"})
+    reply = await exchange(publisher, [corrupt])
+    assert reply.status == 400, reply.body
+    assert "Content-Encoding" in reply.json()["error"]["message"]
+    await silent(ws, 0.5)
+    await ws.close()

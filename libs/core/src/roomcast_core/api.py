@@ -64,11 +64,21 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     stream = request.content
     chunks: list[bytes] = []
     size = 0
-    while chunk := await stream.readany():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        while chunk := await stream.readany():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ApiError(413, "payload_too_large", f"body is larger than {max_bytes} bytes")
+            chunks.append(chunk)
+    except web.RequestPayloadError:
+        # e.g. Content-Encoding: gzip over bytes that are not gzip
+        raise ApiError(
+            400, "invalid_request", "the body cannot be decoded as its Content-Encoding says"
+        ) from None
+    except ConnectionResetError:
+        # The client left before its body ended: nobody reads this answer, but it is
+        # the client's doing, not a server error.
+        raise ApiError(400, "invalid_request", "the body ended before it was complete") from None
     # One copy at the end instead of one per segment: linear in the body size.
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
