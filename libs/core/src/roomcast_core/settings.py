@@ -97,6 +97,7 @@ class EdgeSettings:
     drain_seconds: float
     compression: bool
     trace_id_in_meta: bool
+    trace_ui_url: str
     refresh_grace: float
 
 
@@ -223,6 +224,7 @@ def _validators() -> list[Validator]:
                 "jwt.jwks_url",
                 "auth.host",
                 "edge.host",
+                "edge.trace_ui_url",
                 "publisher.host",
             ],
             _is_str,
@@ -414,6 +416,7 @@ def _freeze(dyn: Any) -> Settings:
             drain_seconds=float(dyn.edge.drain_seconds),
             compression=dyn.edge.compression,
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
+            trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
         ),
         publisher=PublisherSettings(

@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from roomcast_edge.handlers import ws_handler
+from roomcast_edge.keys import SETTINGS_KEY
 
 # The demo page and the browser client library it uses, shipped inside the package.
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -14,6 +15,11 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
 async def _demo_index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(DEMO_DIR / "index.html")
+
+
+async def _demo_config(request: web.Request) -> web.Response:
+    # What the demo page cannot know by itself: where traces of its pushes can be seen.
+    return web.json_response({"traceUiUrl": request.app[SETTINGS_KEY].edge.trace_ui_url})
 
 
 async def _demo_redirect(_: web.Request) -> web.Response:
@@ -24,4 +30,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/demo", _demo_redirect)
     app.router.add_get("/demo/", _demo_index)
+    app.router.add_get("/demo/config.json", _demo_config)
     app.router.add_static("/demo/", DEMO_DIR, append_version=False)

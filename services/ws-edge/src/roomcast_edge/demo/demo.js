@@ -9,6 +9,34 @@ let client = null;
 let received = 0;
 let recoveredCount = 0;
 let replaying = false;
+// Where the page links a push's trace: set by the edge's TRACE_UI_URL, empty when off.
+let traceUi = "";
+
+fetch("config.json")
+  .then((response) => (response.ok ? response.json() : {}))
+  .then((config) => {
+    const url = config.traceUiUrl ?? "";
+    traceUi = /^https?:\/\//.test(url) ? url : "";
+    document.body.classList.toggle("tracing", Boolean(traceUi));
+  })
+  .catch(() => {});
+
+function traceCell(push) {
+  const cell = document.createElement("td");
+  cell.className = "trace-col";
+  const traceId = push.meta?.trace_id;
+  if (traceUi && traceId) {
+    const link = document.createElement("a");
+    link.href = `${traceUi}/trace/${encodeURIComponent(traceId)}`;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.className = "trace-link";
+    link.textContent = traceId.slice(0, 8);
+    link.title = `trace ${traceId}`;
+    cell.appendChild(link);
+  }
+  return cell;
+}
 
 function setStatus(text, kind) {
   $("status").textContent = text;
@@ -45,6 +73,7 @@ function addRow(push) {
     cell.textContent = text;
     row.appendChild(cell);
   }
+  row.appendChild(traceCell(push));
   $("messages").prepend(row);
   while ($("messages").children.length > 200) $("messages").lastChild.remove();
 }
