@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -80,12 +82,26 @@ def centrifugo_channel(topic: str | None, type_: str | None) -> str:
     return f"{topic}.{type_}"
 
 
-class KafkaFeed:
-    """Records in the wire format, produced in one batch per partition per call.
+Record = tuple[bytes, bytes, wire.Headers]
 
-    Batches skip aiokafka's per-record send path, so the driver can offer tens of
-    thousands of records per second from the load core; the partition is the one Kafka's
-    default partitioner picks for the record's key, as the publisher's producer does.
+
+@dataclass
+class _Pending:
+    """Records waiting for their partition's next batch, and the calls waiting on them."""
+
+    records: list[Record] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class KafkaFeed:
+    """Records in the wire format, produced in batches the feed builds itself.
+
+    One batch per partition is in flight at a time; whatever arrives meanwhile goes into
+    the next one, so batches grow with the rate and the feed keeps up with it at the
+    cost of one append per record (aiokafka's per-record send path costs several times
+    more, on the core the clients and the broker share). The partition is the one
+    Kafka's default partitioner picks for the record's key, as the publisher's does.
+    A call returns once all its records are acknowledged.
     """
 
     name = "kafka-direct"
@@ -98,6 +114,8 @@ class KafkaFeed:
         self._centrifugo = centrifugo_channels
         self._partitions: list[int] = []
         self._partition_of: dict[bytes, int] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._pumps: dict[int, asyncio.Task[None]] = {}
 
     def _partition(self, key: bytes) -> int:
         partition = self._partition_of.get(key)
@@ -109,9 +127,9 @@ class KafkaFeed:
     async def publish(self, requests: Sequence[dict[str, Any]]) -> None:
         if not self._partitions:
             self._partitions = sorted(await self._producer.partitions_for(self._topic))
+        loop = asyncio.get_running_loop()
         now = wire.now_time()
-        batches: dict[int, Any] = {}
-        pending = []
+        grouped: dict[int, list[Record]] = {}
         for request in requests:
             message = wire_message(request, now)
             key = wire.encode_key(message)
@@ -119,21 +137,47 @@ class KafkaFeed:
             if self._centrifugo:
                 channel = centrifugo_channel(message.topic, message.type)
                 headers.append((CENTRIFUGO_CHANNELS_HEADER, channel.encode()))
-            value = wire.encode_value(message)
-            partition = self._partition(key)
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = self._producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                pending.append(
-                    await self._producer.send_batch(batch, self._topic, partition=partition)
-                )
-                batch = batches[partition] = self._producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers)
-        for partition, batch in batches.items():
-            pending.append(await self._producer.send_batch(batch, self._topic, partition=partition))
-        for future in pending:
-            await future
+            grouped.setdefault(self._partition(key), []).append(
+                (key, wire.encode_value(message), headers)
+            )
+        done: list[asyncio.Future[None]] = []
+        for partition, records in grouped.items():
+            pending = self._pending.setdefault(partition, _Pending())
+            pending.records.extend(records)
+            waiter: asyncio.Future[None] = loop.create_future()
+            pending.waiters.append(waiter)
+            done.append(waiter)
+            pump = self._pumps.get(partition)
+            if pump is None or pump.done():
+                self._pumps[partition] = asyncio.create_task(self._pump(partition))
+        await asyncio.gather(*done)
+
+    async def _pump(self, partition: int) -> None:
+        pending = self._pending[partition]
+        producer = self._producer
+        while pending.records:
+            records, waiters = pending.records, pending.waiters
+            pending.records, pending.waiters = [], []
+            try:
+                futures = []
+                batch = producer.create_batch()
+                for key, value, headers in records:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        futures.append(
+                            await producer.send_batch(batch, self._topic, partition=partition)
+                        )
+                        batch = producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None, headers=headers)
+                futures.append(await producer.send_batch(batch, self._topic, partition=partition))
+                await asyncio.gather(*futures)
+            except Exception as exc:  # every waiting call gets the failure, none hangs
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 class CentrifugoApiFeed:

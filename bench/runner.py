@@ -125,8 +125,12 @@ async def roomcast_infra(
         # Kafka and Redis inherit the driver's affinity: the load cores, away from the server.
         topic = f"bench.{uuid.uuid4().hex[:10]}"
         await _create_topic(kafka.bootstrap_servers, topic)
+        # The feeds build their own batches: nothing to gain from lingering.
         producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5
+            bootstrap_servers=kafka.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            max_batch_size=256 * 1024,
         )
         await producer.start()
         stack.push_async_callback(producer.stop)
@@ -378,6 +382,9 @@ def machine_facts(place: Placement, nofile: int, available: Sequence[int]) -> di
         "python": platform.python_version(),
         "node": node_version,
         "kernel": platform.release(),
+        # Other work on the machine shares the cores: a load far above the core count
+        # means every figure of the run is noisy.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 

@@ -7,6 +7,7 @@ user + kernel) over the scenario's window, divided by what it did in that window
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -290,6 +291,7 @@ async def ticks_step(
         "load_cpu_share": round(load_cpu / elapsed, 3) if elapsed > 0 else None,
         "latency_ms": None if latency is None else _latency_dict(latency),
         "server_side_latency_ms": _server_side(lag_before, lag_after),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
