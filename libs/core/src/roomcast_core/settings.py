@@ -93,6 +93,7 @@ class EdgeSettings:
     history_size: int
     history_age: float
     history_bytes: int
+    max_replay: int
     partition_check_interval: float
     drain_seconds: float
     compression: bool
@@ -204,6 +205,7 @@ def _validators() -> list[Validator]:
                 "edge.max_outbound_bytes",
                 "edge.history_size",
                 "edge.history_bytes",
+                "edge.max_replay",
                 "publisher.max_payload_bytes",
                 "publisher.max_batch",
                 "publisher.idempotency_window",
@@ -412,6 +414,7 @@ def _freeze(dyn: Any) -> Settings:
             history_size=dyn.edge.history_size,
             history_age=float(dyn.edge.history_age),
             history_bytes=dyn.edge.history_bytes,
+            max_replay=dyn.edge.max_replay,
             partition_check_interval=float(dyn.edge.partition_check_interval),
             drain_seconds=float(dyn.edge.drain_seconds),
             compression=dyn.edge.compression,

@@ -71,4 +71,4 @@ async def expire_history(node: Node) -> None:
     interval = min(1.0, node.settings.history_age / 4)
     while True:
         await asyncio.sleep(interval)
-        node.history.expire(time.time())
+        node.expire_history(time.time())

@@ -22,6 +22,7 @@ from roomcast_edge.domain.frames import pong_frame, text_frame
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.publication import Publication
+from roomcast_edge.domain.replay import ReplayJob
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.fanout import Fanout
@@ -63,13 +64,14 @@ class Node:
         self.loop = loop
         self.hub: Hub[Connection] = Hub()
         self.history = History(settings.history_size, settings.history_age, settings.history_bytes)
-        self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow)
         self.dispatcher = Dispatcher(
             self.hub,
             self.history,
-            Limits(settings.max_rooms, settings.max_subscriptions),
+            Limits(settings.max_rooms, settings.max_subscriptions, settings.max_replay),
             tokens=verifier,
         )
+        self.index = self.dispatcher.index
+        self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow, self.index)
         self.connections: dict[str, Connection] = {}
         # Slots held by handshakes in progress (between the limit check and `open`).
         self._reserved = 0
@@ -96,9 +98,11 @@ class Node:
 
     def start_partition(self, partition: int, first_offset: int) -> None:
         self.history.start(partition, first_offset)
+        self.index.forget_partition(partition)
 
     def reset_partition(self, partition: int, first_offset: int) -> None:
         self.history.reset(partition, first_offset)
+        self.index.forget_partition(partition)
         # A skip entry names an offset of the old log: it says nothing of the new one.
         for conn in self.connections.values():
             skip = conn.skip
@@ -106,8 +110,11 @@ class Node:
                 conn.skip = None
 
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
-        if not self.history.append(publication) or not live:
+        if not self.history.append(publication):
             return 0  # a record read twice (after a consumer restart) is never pushed twice
+        self.index.add(publication)
+        if not live:
+            return 0
         self.metrics.messages_in.inc()
         started = time.perf_counter()
         recipients = self.hub.recipients(publication.topic, publication.type, publication.room)
@@ -131,6 +138,11 @@ class Node:
 
     def skip(self, partition: int, offset: int) -> None:
         self.history.advance(partition, offset)
+
+    def expire_history(self, now: float) -> None:
+        """The history's age bound, and the replay index letting go of what it evicted."""
+        self.history.expire(now)
+        self.index.trim()
 
     # ---- connecting and requests -------------------------------------------
 
@@ -159,8 +171,7 @@ class Node:
         if opened.unknown_partitions:
             self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
         self.fanout.send(conn, text_frame(opened.hello))
-        for publication in opened.replay:
-            self.fanout.send(conn, publication.frame)
+        self.fanout.replay(conn, opened.replay)
 
     def handle_text(self, conn: Connection, data: str | bytes) -> None:
         if conn.closed:
@@ -175,8 +186,19 @@ class Node:
             return
         self._count_recovery(answer.recovered)
         self.fanout.send(conn, text_frame(answer.reply))
-        for publication in answer.replay:
-            self.fanout.send(conn, publication.frame)
+        if answer.changed:
+            self._selection_changed(conn, answer.replay)
+
+    def _selection_changed(self, conn: Connection, jobs: list[ReplayJob]) -> None:
+        """After a change of rooms or subscriptions: replay `jobs`, then follow the stream.
+
+        A replay already running stops following the stream here (it selects with the
+        old rooms and subscriptions); a new follow job takes over from this position.
+        """
+        if not jobs and not self.fanout.replaying(conn):
+            return
+        self.fanout.pin(conn, self.history.positions())
+        self.fanout.replay(conn, [*jobs, self.dispatcher.follow(conn)])
 
     # ---- token lifetime ---------------------------------------------------
 
@@ -211,6 +233,7 @@ class Node:
     def _apply_renewal(self, conn: Connection, renewal: Renewal) -> None:
         old_jti = conn.jti
         reply = self.dispatcher.renew(conn, renewal, time.time())
+        self._selection_changed(conn, [])  # the new claims may have taken rooms away
         if conn.jti != old_jti:
             # Revocation notices name the token in force: follow the new one.
             self._unindex_token(conn, old_jti)

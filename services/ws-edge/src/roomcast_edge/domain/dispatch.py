@@ -1,23 +1,25 @@
 """What a connect or a request does to a session, decided without I/O.
 
 The dispatcher changes the hub (rooms, subscriptions) and reads the history; it
-returns what to answer and which publications to replay, and the caller sends them.
-Reading the history and changing the hub happen in one synchronous call: that is
-what keeps recovery exact, no message can fall into the seam or arrive twice.
+returns what to answer and which replay jobs to run, and the caller sends them.
+Changing the hub and fixing where a replay starts happen in one synchronous call:
+that is what keeps recovery exact, no message can fall into the seam or arrive twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from roomcast_core.tokens import TokenClaims
 from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.history import History
-from roomcast_edge.domain.hub import ANY_TYPE, Hub
+from roomcast_edge.domain.history_view import oldest_kept, oldest_kept_all
+from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.positions import format_vector
-from roomcast_edge.domain.publication import Publication
+from roomcast_edge.domain.replay import ReplayJob, Selector
+from roomcast_edge.domain.replay_index import ReplayIndex
 from roomcast_edge.domain.session import Session
 
 S = TypeVar("S", bound=Session)
@@ -44,6 +46,8 @@ class ConnectRequest:
 class Limits:
     max_rooms: int
     max_subscriptions: int
+    # A gap of more messages than this is not replayed: recovered is false.
+    max_replay: int = 100_000
 
 
 @dataclass(slots=True)
@@ -52,7 +56,7 @@ class Opened:
 
     hello: bytes
     recovered: bool | None
-    replay: list[Publication] = field(default_factory=list)
+    replay: list[ReplayJob] = field(default_factory=list)
     # The session's skip names partitions this edge does not read: to be dropped
     # (see `forget_unknown_partitions`) if they do not appear soon.
     unknown_partitions: bool = False
@@ -76,12 +80,15 @@ class Answer:
 
     `reply` is None only when the client is to be closed for abuse; `outcome` is
     "ok", "fail" or "rate_limited"; `recovered` is set when the request had a `since`.
+    `changed`: the session's rooms or subscriptions changed (a replay running for it
+    must be pinned, see `replay.Replay.pin`).
     """
 
     reply: bytes | None
     outcome: str
     recovered: bool | None = None
-    replay: list[Publication] = field(default_factory=list)
+    replay: list[ReplayJob] = field(default_factory=list)
+    changed: bool = False
     # Set (and `reply` None) for a refresh waiting for its revocation check.
     renewal: Renewal | None = None
 
@@ -98,6 +105,8 @@ class Dispatcher(Generic[S]):
         self.history = history
         self.limits = limits
         self.tokens = tokens  # verifies refresh tokens; None: refresh is refused
+        # Fed by the caller with every publication the history keeps.
+        self.index = ReplayIndex(partial(oldest_kept, history))
 
     # ---- connecting -------------------------------------------------------
 
@@ -129,13 +138,16 @@ class Dispatcher(Generic[S]):
             hub.subscribe(session, topic, type_)
 
         recovered: bool | None = None
-        replay: list[Publication] = []
+        replay: list[ReplayJob] = []
         since = request.since
         if since is not None:
             recovered = history.covers(since)
-            replay = [
-                p for p in history.after(since) if hub.matches(session, p.topic, p.type, p.room)
-            ]
+            # It follows the stream: the session's live pushes come through it
+            # until it has caught up.
+            selector = Selector.everything(frozenset(rooms), frozenset(subscriptions))
+            oldest = oldest_kept_all(history)
+            job = ReplayJob(self.index, selector, history.rebase(since), None, oldest)
+            recovered, replay = self._bounded_replay(job, recovered)
             session.skip = _bounded(history.ahead(since), positions)
         hello = protocol.connected(
             session.id,
@@ -147,6 +159,19 @@ class Dispatcher(Generic[S]):
         )
         unknown = session.skip is not None and any(p not in positions for p in session.skip)
         return Opened(hello, recovered, replay, unknown)
+
+    def follow(self, session: S) -> ReplayJob:
+        """A job reading from now on everything the session wants (see `replay`)."""
+        hub = self.hub
+        selector = Selector.everything(hub.rooms_of(session), hub.subscriptions_of(session))
+        return ReplayJob(self.index, selector, self.history.positions(), None)
+
+    def _bounded_replay(self, job: ReplayJob, recovered: bool) -> tuple[bool, list[ReplayJob]]:
+        """(recovered, jobs): a gap over MAX_REPLAY messages is not replayed at all."""
+        count = job.count(self.index)
+        if count > self.limits.max_replay:
+            return False, []
+        return recovered, [job] if count else []
 
     def forget_unknown_partitions(self, session: S) -> None:
         """Drop the session's skip entries for partitions this edge still does not read."""
@@ -177,13 +202,16 @@ class Dispatcher(Generic[S]):
             return Answer(protocol.reply(exc.request_id, exc.action, str(exc)), "fail")
         if request.action == "refresh":
             return self._vet_refresh(session, request)
-        error, replay = self._act(session, request, now)
+        error, changed, job = self._act(session, request, now)
         recovered: bool | None = None
+        replay: list[ReplayJob] = []
         if not error and request.since is not None:
             recovered = self.history.covers(request.since)
+            if job is not None:
+                recovered, replay = self._bounded_replay(job, recovered)
         extra = {"recovered": recovered} if recovered is not None else None
         reply = protocol.reply(request.request_id, request.action, error, extra)
-        return Answer(reply, "fail" if error else "ok", recovered, replay)
+        return Answer(reply, "fail" if error else "ok", recovered, replay, changed)
 
     # ---- token refresh ----------------------------------------------------
 
@@ -210,11 +238,11 @@ class Dispatcher(Generic[S]):
 
     def _act(
         self, session: S, request: protocol.Request, now: float
-    ) -> tuple[str, list[Publication]]:
-        """(error message or "", replayed publications)."""
+    ) -> tuple[str, bool, ReplayJob | None]:
+        """(error message or "", whether the hub changed, the replay job of a `since`)."""
         action = request.action
         if action == "ping":
-            return "", []
+            return "", False, None
         claims = session.claims
         hub = self.hub
         if request.since is not None:
@@ -223,63 +251,48 @@ class Dispatcher(Generic[S]):
             topic, type_ = request.topic, request.type
             assert topic is not None
             if action == "unsubscribe":
-                hub.unsubscribe(session, topic, type_)
-                return "", []
+                return "", hub.unsubscribe(session, topic, type_), None
             if not protocol.allowed(claims.topics, topic):
-                return f"topic {topic!r} is not allowed by the token", []
+                return f"topic {topic!r} is not allowed by the token", False, None
             if (topic, type_) in hub.subscriptions_of(session):
-                return "", []
+                return "", False, None
             limit = self.limits.max_subscriptions
             if len(hub.subscriptions_of(session)) >= limit:
-                return f"too many subscriptions (at most {limit})", []
-            replay = self._replay_topic(session, request) if request.since is not None else []
+                return f"too many subscriptions (at most {limit})", False, None
+            before = hub.rooms_of(session), hub.subscriptions_of(session)
             hub.subscribe(session, topic, type_)
-            return "", replay
+            return "", True, self._change_replay(session, request, before)
         room = request.room
         assert room is not None
         if action == "leave":
-            hub.leave(session, room)
-            return "", []
+            return "", hub.leave(session, room), None
         if not protocol.allowed(claims.rooms, room):
-            return f"room {room!r} is not allowed by the token", []
+            return f"room {room!r} is not allowed by the token", False, None
         if room in hub.rooms_of(session):
-            return "", []
+            return "", False, None
         limit = self.limits.max_rooms
         if len(hub.rooms_of(session)) >= limit:
-            return f"too many rooms (at most {limit})", []
-        replay = self._replay_room(session, request) if request.since is not None else []
+            return f"too many rooms (at most {limit})", False, None
+        before = hub.rooms_of(session), hub.subscriptions_of(session)
         hub.join(session, room)
-        return "", replay
+        return "", True, self._change_replay(session, request, before)
 
-    def _replay_topic(self, session: S, request: protocol.Request) -> list[Publication]:
-        # Before subscribing: what the new subscription adds, minus what the
-        # session's other rooms/subscriptions already bring it.
-        assert request.since is not None
-        assert request.topic is not None
-        topic, type_ = request.topic, request.type
-        hub = self.hub
-        rooms = hub.rooms_of(session)
-        return [
-            p
-            for p in self._after(request.since)
-            if p.topic == topic
-            and (type_ == ANY_TYPE or p.type == type_)
-            and (p.room is None or p.room in rooms)
-            and not hub.matches(session, p.topic, p.type, p.room)
-        ]
-
-    def _replay_room(self, session: S, request: protocol.Request) -> list[Publication]:
-        assert request.since is not None
-        room = request.room
-        hub = self.hub
-        return [
-            p
-            for p in self._after(request.since)
-            if p.room == room and (p.topic is None or hub.wants_topic(session, p.topic, p.type))
-        ]
-
-    def _after(self, since: dict[int, int]) -> Iterator[Publication]:
-        return self.history.after(since)
+    def _change_replay(
+        self,
+        session: S,
+        request: protocol.Request,
+        before: tuple[frozenset[str], frozenset[tuple[str, str]]],
+    ) -> ReplayJob | None:
+        """What the new room or subscription adds over the session's others, up to now."""
+        if request.since is None:
+            return None
+        hub, history = self.hub, self.history
+        old_rooms, old_subs = before
+        selector = Selector(
+            hub.rooms_of(session), hub.subscriptions_of(session), old_rooms, old_subs
+        )
+        since, until = history.rebase(request.since), history.positions()
+        return ReplayJob(self.index, selector, since, until, oldest_kept_all(history))
 
 
 def _bounded(ahead: dict[int, int], positions: dict[int, int]) -> dict[int, int] | None:

@@ -11,7 +11,7 @@ Every request gets exactly one reply:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +162,19 @@ def connected(
 # ---- connect parameters ----------------------------------------------------
 
 
+def _items(raw: str) -> Iterator[str]:
+    """The comma-separated items of `raw`, one at a time: a reader that stops early
+    costs nothing for the rest of the text."""
+    start = 0
+    while True:
+        end = raw.find(",", start)
+        if end < 0:
+            yield raw[start:]
+            return
+        yield raw[start:end]
+        start = end + 1
+
+
 def parse_room_ids(raw: str | None, max_rooms: int) -> list[str]:
     """roomIds: comma-separated, trimmed, de-duplicated (first wins), cut to max_rooms.
 
@@ -170,7 +183,7 @@ def parse_room_ids(raw: str | None, max_rooms: int) -> list[str]:
     rooms: list[str] = []
     if not raw or max_rooms <= 0:
         return rooms
-    for part in raw.split(","):
+    for part in _items(raw):
         room = part.strip()
         if room and room not in rooms and len(room) <= MAX_NAME_LENGTH:
             rooms.append(room)  # `in` scans at most max_rooms entries
@@ -190,7 +203,7 @@ def parse_topic_specs(raw: str | None, limit: int) -> tuple[list[tuple[str, str,
     specs: list[tuple[str, str, str]] = []
     refused: list[str] = []
     seen: set[tuple[str, str]] = set()
-    for part in (raw or "").split(","):
+    for part in _items(raw or ""):
         if len(specs) >= limit and len(refused) >= MAX_REFUSED_LISTED:
             break
         spec = part.strip()

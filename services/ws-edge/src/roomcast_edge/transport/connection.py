@@ -25,7 +25,14 @@ from roomcast_edge.domain.frames import (
     close_frame,
 )
 from roomcast_edge.domain.ratelimit import TokenBucket
+from roomcast_edge.domain.replay import Replay
 from roomcast_edge.domain.session import Session
+
+
+class Outbound(Protocol):
+    """The fan-out, told when a paused socket can take more (see transport.fanout)."""
+
+    def writable(self, conn: Connection) -> None: ...
 
 
 class FrameHandler(Protocol):
@@ -53,13 +60,18 @@ class Connection(Session, asyncio.Protocol):
         "closing",
         "deflate",
         "last_life",
+        "outbound",
+        "paused",
         "pending",
         "pending_bytes",
+        "replay",
         "transport",
     )
     # Outbound state, set and changed only by transport.fanout.Fanout (attach first).
     pending: list[bytes]
     pending_bytes: int
+    replay: Replay | None  # what the client missed, sent as its socket drains
+    outbound: Outbound | None
 
     def __init__(
         self,
@@ -82,6 +94,8 @@ class Connection(Session, asyncio.Protocol):
         self.closing: asyncio.TimerHandle | None = None
         # Negotiated permessage-deflate window bits; 0 when the client sends plain frames.
         self.deflate = deflate
+        # The transport's buffer is over its high-water mark (asyncio flow control).
+        self.paused = False
         self._reader = MessageReader(max_message, max_fragments, bool(deflate))
         # The client's close frame arrived: nothing after it is read.
         self._peer_closed = False
@@ -117,10 +131,13 @@ class Connection(Session, asyncio.Protocol):
         self._handler.lost(self)
 
     def pause_writing(self) -> None:
-        pass  # the fan-out watches the write buffer size itself
+        # Replays wait for this to end; live pushes are bounded by the fan-out itself.
+        self.paused = True
 
     def resume_writing(self) -> None:
-        pass
+        self.paused = False
+        if self.outbound is not None:
+            self.outbound.writable(self)
 
     # ---- frames -------------------------------------------------------------
 

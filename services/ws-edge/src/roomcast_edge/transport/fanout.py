@@ -1,7 +1,7 @@
 """Write coalescing: frames queue per connection and go out once per loop turn.
 
 The fan-out is the one owner of every connection's outbound state (`pending`,
-`pending_bytes`): nothing else queues, writes data frames or clears them.
+`pending_bytes`, `replay`): nothing else queues, writes data frames or clears them.
 
 Delivering a push appends the shared frame bytes to each recipient's pending list;
 one callback per event-loop turn joins each connection's frames and hands them to
@@ -10,6 +10,14 @@ message per connection. A connection whose unsent bytes (kernel-side transport
 buffer plus pending) would pass the limit is handed to `on_slow` and dropped,
 without delaying anyone else. The limit applies to what the transport still holds
 (beyond the kernel's socket buffer) plus what is about to be written.
+
+Replays are paced by the socket instead: a chunk is read from the history when the
+connection's transport is not paused (asyncio's flow control), one chunk per
+connection per loop turn, so a replay of any size neither fills memory nor counts
+as slowness while the client reads. While a connection replays, its live pushes
+are not queued: its replay follows the stream and sends them in order (see
+domain.replay), which is what keeps the seam exact. A replay that the history
+overtakes (it let go of what the replay had still to send) is slow: `on_slow`.
 """
 
 from __future__ import annotations
@@ -18,11 +26,20 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from roomcast_edge.domain.frames import deflate_text_frame, frame_payload
+from roomcast_edge.domain.replay import Replay, ReplayBehind, ReplayJob
+from roomcast_edge.domain.replay_index import ReplayIndex
 from roomcast_edge.transport.connection import Connection
 
 # Pending bytes at which a connection is written at once instead of at the end of
 # the turn: big bursts still go out in large writes, and memory stays bounded.
 WRITE_AT = 64 * 1024
+# A replay's chunk: read from the history and written in one go when the socket can
+# take it, and the most publications examined for it (matching or not).
+REPLAY_CHUNK = 64 * 1024
+REPLAY_SCAN = 4096
+# While a connection replays, its transport may hold a chunk beyond the high-water
+# mark: the outbound limit for its replies counts from there.
+REPLAY_ALLOWANCE = 4 * REPLAY_CHUNK
 
 
 class Fanout:
@@ -31,24 +48,59 @@ class Fanout:
         loop: asyncio.AbstractEventLoop,
         max_outbound_bytes: int,
         on_slow: Callable[[Connection], None],
+        index: ReplayIndex,
     ) -> None:
         self._loop = loop
         self._limit = max_outbound_bytes
         self._on_slow = on_slow
+        self._index = index
         self._dirty: list[Connection] = []
+        # Connections with a replay running, in the order their replays began.
+        self._replaying: dict[Connection, None] = {}
         self._scheduled = False
 
-    @staticmethod
-    def attach(conn: Connection) -> None:
-        """Give a new connection its (empty) outbound buffer, before anything is sent."""
+    def attach(self, conn: Connection) -> None:
+        """Give a new connection its (empty) outbound state, before anything is sent."""
         conn.pending = []
         conn.pending_bytes = 0
+        conn.replay = None
+        conn.outbound = self
 
-    @staticmethod
-    def discard(conn: Connection) -> None:
+    def discard(self, conn: Connection) -> None:
         """Drop what was not written yet (the connection is going away)."""
         conn.pending = []
         conn.pending_bytes = 0
+        if conn.replay is not None:
+            conn.replay = None
+            self._replaying.pop(conn, None)
+
+    # ---- replays ----------------------------------------------------------
+
+    @staticmethod
+    def replaying(conn: Connection) -> bool:
+        return conn.replay is not None
+
+    def replay(self, conn: Connection, jobs: list[ReplayJob]) -> None:
+        """Send these jobs' publications after anything queued or replaying already."""
+        if conn.closed or not jobs:
+            return
+        if conn.replay is None:
+            conn.replay = Replay(list(jobs))
+            self._replaying[conn] = None
+        else:
+            conn.replay.extend(jobs)
+        self._schedule()
+
+    @staticmethod
+    def pin(conn: Connection, positions: dict[int, int]) -> None:
+        """The session's selection changed: its replay stops following the stream here."""
+        if conn.replay is not None:
+            conn.replay.pin(positions)
+
+    def writable(self, conn: Connection) -> None:
+        """A paused transport drained below its low-water mark."""
+        if conn.replay is not None:
+            self._schedule()
 
     def send(self, conn: Connection, frame: bytes) -> None:
         """Queue one frame (a reply, a replayed push) for this turn's flush."""
@@ -70,7 +122,11 @@ class Fanout:
         compressed: dict[int, bytes] | None = None
         count = 0
         for conn in conns:
-            if conn.closed or (conn.skip is not None and conn.already_has(partition, offset)):
+            if (
+                conn.closed
+                or conn.replay is not None  # its replay follows the stream: sent from there
+                or (conn.skip is not None and conn.already_has(partition, offset))
+            ):
                 continue
             data = frame
             if conn.deflate:
@@ -120,8 +176,36 @@ class Fanout:
         for conn in dirty:
             if not conn.closed and conn.pending and not self._write(conn, limit):
                 slow.append(conn)
+        if self._replaying:
+            self._pump(slow)
         for conn in slow:
             self._on_slow(conn)
+
+    def _pump(self, slow: list[Connection]) -> None:
+        """One chunk for each replaying connection whose socket can take it."""
+        more = False
+        for conn in list(self._replaying):
+            replay = conn.replay
+            if replay is None or conn.closed:
+                self._replaying.pop(conn, None)
+                continue
+            transport = conn.transport
+            if conn.paused or transport.is_closing():
+                continue  # `writable` (or the connection's end) comes next
+            try:
+                data, done = replay.next_chunk(self._index, REPLAY_CHUNK, REPLAY_SCAN)
+            except ReplayBehind:
+                slow.append(conn)
+                continue
+            if data:
+                transport.write(data)  # may pause the connection at once
+            if done:
+                conn.replay = None
+                del self._replaying[conn]
+            elif not conn.paused:
+                more = True
+        if more:
+            self._schedule()
 
     @staticmethod
     def _write(conn: Connection, limit: int) -> bool:
@@ -133,6 +217,8 @@ class Fanout:
         transport = conn.transport
         if transport.is_closing():
             return True
+        if conn.replay is not None:
+            limit += REPLAY_ALLOWANCE
         if transport.get_write_buffer_size() + len(data) > limit:
             return False
         transport.write(data)

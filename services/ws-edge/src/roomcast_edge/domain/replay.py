@@ -1,0 +1,192 @@
+"""Replays: what a client missed, read from the replay index a chunk at a time.
+
+A replay is a queue of jobs. Each job is a range of the stream (after a position
+vector, up to another or, for the last job, up to wherever the stream is when the
+job catches up) and a selector of what in it the client gets. Chunks are read as
+the client's socket drains, so a replay of any size costs the edge a few chunks of
+memory, and the client is never taken for slow while it reads.
+
+The last job of a replay usually *follows* the stream: while a client replays, its
+live pushes are not queued but read from the history by that job, so a replay and
+the live stream meet with no gap and no duplicate however long the replay takes.
+A follow job's selector is everything the session wants; when the session's rooms
+or subscriptions change, the job is pinned to the stream's position at that moment
+(`Replay.pin`) and a new follow job with the new selector takes over from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from roomcast_edge.domain.hub import ANY_TYPE, Subscription
+from roomcast_edge.domain.publication import Publication
+from roomcast_edge.domain.replay_index import BROADCAST, Key, ReplayIndex
+
+
+class ReplayBehind(Exception):
+    """The history let go of publications a replay had not read yet: it cannot be exact."""
+
+
+def addressed(rooms: frozenset[str], subs: frozenset[Subscription], p: Publication) -> bool:
+    """Whether a session with these rooms and subscriptions receives `p` (the hub's rules)."""
+    if p.room is not None and p.room not in rooms:
+        return False
+    if p.topic is not None:
+        return (p.topic, ANY_TYPE) in subs or (p.type is not None and (p.topic, p.type) in subs)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """What a session receives with `rooms`/`subs` and did not with `old_rooms`/`old_subs`.
+
+    `fresh`: the session received nothing before (a connect, or a follow job).
+    """
+
+    rooms: frozenset[str]
+    subs: frozenset[Subscription]
+    old_rooms: frozenset[str] = frozenset()
+    old_subs: frozenset[Subscription] = frozenset()
+    fresh: bool = False
+
+    @classmethod
+    def everything(cls, rooms: frozenset[str], subs: frozenset[Subscription]) -> Selector:
+        return cls(rooms, subs, fresh=True)
+
+    def matches(self, p: Publication) -> bool:
+        if not addressed(self.rooms, self.subs, p):
+            return False
+        return self.fresh or not addressed(self.old_rooms, self.old_subs, p)
+
+    def keys(self) -> list[Key]:
+        """The index lists that can hold a publication this selector matches."""
+        if self.fresh:
+            keys: list[Key] = [("room", r) for r in sorted(self.rooms)]
+            keys.extend(("topic", t) for t in sorted({t for t, _ in self.subs}))
+            keys.append(BROADCAST)
+            return keys
+        added_subs = self.subs - self.old_subs
+        # A room's list holds its topic messages too: read it when the room is new, or
+        # when a subscription was added (its messages in rooms already joined).
+        keys = [("room", r) for r in sorted(self.rooms) if added_subs or r not in self.old_rooms]
+        keys.extend(("topic", t) for t in sorted({t for t, _ in added_subs}))
+        return keys
+
+
+class ReplayJob:
+    """One range of the stream for one selector, read in chunks."""
+
+    __slots__ = ("_after", "_epochs", "_keys", "_selector", "_until")
+
+    def __init__(
+        self,
+        index: ReplayIndex,
+        selector: Selector,
+        since: Mapping[int, int],
+        until: Mapping[int, int] | None,
+        oldest: Mapping[int, int] | None = None,
+    ) -> None:
+        """`oldest`: per partition, the oldest offset the history holds (see
+        history_view); a job starting before it replays what is still held."""
+        self._selector = selector
+        self._keys = selector.keys()
+        # Per partition, the last offset handled.
+        oldest = oldest or {}
+        self._after = {
+            p: max(since.get(p, -1), oldest.get(p, 0) - 1, index.dropped(p))
+            for p in index.partitions
+        }
+        for partition, offset in since.items():
+            self._after.setdefault(partition, offset)
+        self._until = dict(until) if until is not None else None
+        self._epochs = {p: index.epoch(p) for p in index.partitions}
+
+    @property
+    def follows(self) -> bool:
+        return self._until is None
+
+    def pin(self, positions: Mapping[int, int]) -> None:
+        """Stop at `positions` (the stream's end now) instead of following the stream."""
+        if self._until is None:
+            self._until = dict(positions)
+
+    def count(self, index: ReplayIndex) -> int:
+        """At most how many publications this job replays (those it would read now)."""
+        total = 0
+        until = self._until
+        for partition in index.partitions:
+            upto = None if until is None else until.get(partition, -1)
+            total += index.count(partition, self._keys, self._after.get(partition, -1), upto)
+        return total
+
+    def read(
+        self, index: ReplayIndex, frames: list[bytes], max_bytes: int, max_scan: int
+    ) -> tuple[int, int, bool]:
+        """Append matching frames until a budget is spent: (bytes, scanned, done)."""
+        size = scanned = 0
+        selector, keys, after, until = self._selector, self._keys, self._after, self._until
+        for partition in index.partitions:
+            seen = after.get(partition, -1)
+            epoch = index.epoch(partition)
+            if self._epochs.get(partition, epoch) != epoch:
+                # The partition started over: its old offsets say nothing of the new log,
+                # whose records this job's range never contained.
+                self._epochs[partition] = epoch
+                seen = after[partition] = -1 if until is None else 2**63
+            self._epochs.setdefault(partition, epoch)
+            upto = None if until is None else until.get(partition, -1)
+            if upto is not None and seen >= upto:
+                continue
+            if index.dropped(partition) > seen:
+                raise ReplayBehind(partition)
+            for publication in index.read(partition, keys, seen):
+                offset = publication.offset
+                if upto is not None and offset > upto:
+                    break
+                after[partition] = offset
+                scanned += 1
+                if selector.matches(publication):
+                    frames.append(publication.frame)
+                    size += len(publication.frame)
+                if size >= max_bytes or scanned >= max_scan:
+                    return size, scanned, False
+        return size, scanned, True
+
+
+class Replay:
+    """A session's replay jobs, oldest first."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self, jobs: list[ReplayJob]) -> None:
+        self.jobs = jobs
+
+    @property
+    def follows(self) -> bool:
+        return bool(self.jobs) and self.jobs[-1].follows
+
+    def pin(self, positions: Mapping[int, int]) -> None:
+        if self.jobs:
+            self.jobs[-1].pin(positions)
+
+    def extend(self, jobs: list[ReplayJob]) -> None:
+        self.jobs.extend(jobs)
+
+    def next_chunk(self, index: ReplayIndex, max_bytes: int, max_scan: int) -> tuple[bytes, bool]:
+        """The next frames to send, joined, and whether the replay is over.
+
+        ReplayBehind when the history let go of what was still to be read.
+        """
+        frames: list[bytes] = []
+        jobs = self.jobs
+        while jobs:
+            size, scanned, done = jobs[0].read(index, frames, max_bytes, max_scan)
+            if not done:
+                return b"".join(frames), False
+            jobs.pop(0)
+            max_bytes -= size
+            max_scan -= scanned
+            if max_bytes <= 0 or max_scan <= 0:
+                return b"".join(frames), not jobs
+        return b"".join(frames), True

@@ -1,0 +1,178 @@
+"""The history's publications by address, so a replay reads only what can match.
+
+Every publication sits in exactly one list: its room's when it has a room, else its
+topic's, else the broadcast list. A `join` replay then reads its room's list, a
+`subscribe` replay its topic's list and the lists of the rooms it is in, and a
+connect replay the lists of its rooms and topics and the broadcast list: the cost
+follows what could be replayed, not the size of the history.
+
+The index holds references to the history's own publications (no copy) and lets go
+of them once the history has (`trim`, run every few thousand additions and on the
+history's timer). Until then it may hold a little more than the history, never less;
+`dropped(partition)` tells a reader whether what it had still to read is gone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from roomcast_edge.domain.publication import Publication
+
+Key = tuple[str, str]  # ("room", name), ("topic", name) or ("all", "")
+BROADCAST: Key = ("all", "")
+
+# Additions between two trims: what the index may hold beyond the history.
+TRIM_EVERY = 4096
+_COMPACT_AT = 1024
+
+
+def key_of(publication: Publication) -> Key:
+    if publication.room is not None:
+        return ("room", publication.room)
+    if publication.topic is not None:
+        return ("topic", publication.topic)
+    return BROADCAST
+
+
+def _offset(publication: Publication) -> int:
+    return publication.offset
+
+
+@dataclass(slots=True)
+class _Run:
+    """One key's publications of one partition, in offset order; `head` is the first kept."""
+
+    items: list[Publication] = field(default_factory=list)
+    head: int = 0
+
+    def __len__(self) -> int:
+        return len(self.items) - self.head
+
+    def index_after(self, offset: int) -> int:
+        return bisect.bisect_right(self.items, offset, lo=self.head, key=_offset)
+
+    def drop_before(self, offset: int) -> int:
+        """Let go of the publications before `offset`; returns the last one's offset or -1."""
+        head = bisect.bisect_left(self.items, offset, lo=self.head, key=_offset)
+        dropped = self.items[head - 1].offset if head > self.head else -1
+        self.head = head
+        if head >= _COMPACT_AT and head * 2 >= len(self.items):
+            del self.items[:head]
+            self.head = 0
+        return dropped
+
+
+@dataclass(slots=True)
+class _Partition:
+    runs: dict[Key, _Run] = field(default_factory=dict)
+    last: int = -1  # highest offset indexed
+    floor: int = 0  # what the history held from at the last trim
+    dropped: int = -1  # highest offset the index let go of
+    epoch: int = 0  # changes when the partition starts over (offsets went backwards)
+
+
+class ReplayIndex:
+    def __init__(self, oldest_kept: Callable[[int], int | None]) -> None:
+        """`oldest_kept(partition)`: the offset of the oldest publication the history
+        still holds for that partition, None when it holds none."""
+        self._oldest_kept = oldest_kept
+        self._partitions: dict[int, _Partition] = {}
+        self._since_trim = 0
+
+    def add(self, publication: Publication) -> None:
+        """A publication the history just kept (offsets increase per partition)."""
+        partition = publication.partition
+        state = self._partitions.get(partition)
+        if state is None:
+            state = self._partitions[partition] = _Partition()
+        elif publication.offset <= state.last:
+            self.forget_partition(partition)  # offsets went backwards: a new log
+            state = self._partitions[partition]
+        state.last = publication.offset
+        key = key_of(publication)
+        run = state.runs.get(key)
+        if run is None:
+            run = state.runs[key] = _Run()
+        run.items.append(publication)
+        self._since_trim += 1
+        if self._since_trim >= TRIM_EVERY:
+            self.trim()
+
+    def forget_partition(self, partition: int) -> None:
+        """The partition starts over: nothing indexed for it means anything any more."""
+        old = self._partitions.get(partition)
+        self._partitions[partition] = _Partition(epoch=old.epoch + 1 if old else 0)
+
+    def trim(self) -> None:
+        """Let go of what the history no longer holds."""
+        self._since_trim = 0
+        for partition, state in self._partitions.items():
+            oldest = self._oldest_kept(partition)
+            floor = state.last + 1 if oldest is None else oldest
+            if floor <= state.floor:
+                continue
+            state.floor = floor
+            empty: list[Key] = []
+            for key, run in state.runs.items():
+                state.dropped = max(state.dropped, run.drop_before(floor))
+                if not len(run):
+                    empty.append(key)
+            for key in empty:
+                del state.runs[key]
+
+    # ---- reading ----------------------------------------------------------
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._partitions)
+
+    def dropped(self, partition: int) -> int:
+        """The highest offset of the partition the index let go of (-1: none yet).
+
+        A reader that had not passed it has lost what it was reading.
+        """
+        state = self._partitions.get(partition)
+        return state.dropped if state is not None else -1
+
+    def epoch(self, partition: int) -> int:
+        state = self._partitions.get(partition)
+        return state.epoch if state is not None else 0
+
+    def count(self, partition: int, keys: list[Key], after: int, upto: int | None) -> int:
+        """How many publications of these keys lie in (after, upto] of the partition."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return 0
+        total = 0
+        for key in keys:
+            run = state.runs.get(key)
+            if run is None:
+                continue
+            end = len(run.items) if upto is None else run.index_after(upto)
+            total += max(0, end - run.index_after(after))
+        return total
+
+    def read(self, partition: int, keys: list[Key], after: int) -> Iterator[Publication]:
+        """Publications of these keys after `after`, in offset order (one partition).
+
+        The iterator must be consumed before the index changes (no await in between).
+        """
+        state = self._partitions.get(partition)
+        if state is None:
+            return iter(())
+        tails: list[Iterator[Publication]] = []
+        for key in keys:
+            run = state.runs.get(key)
+            if run is None or run.items[-1].offset <= after:
+                continue
+            items = run.items
+            # By index, not by slicing: nothing is copied however long the tail.
+            tails.append(map(items.__getitem__, range(run.index_after(after), len(items))))
+        if not tails:
+            return iter(())
+        if len(tails) == 1:
+            return tails[0]
+        return heapq.merge(*tails, key=_offset)
