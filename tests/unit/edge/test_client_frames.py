@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 import zlib
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -285,3 +287,37 @@ def test_upgrade_answers_only_valid_handshakes() -> None:
     assert compressed is not None
     assert compressed.deflate == 15
     assert b"Sec-WebSocket-Extensions: permessage-deflate" in compressed.response
+
+
+def _best_of_three(run: Callable[[], object]) -> float:
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def test_fragment_floods_cost_in_proportion_to_their_frames() -> None:
+    def flood(count: int) -> Callable[[], object]:
+        data = masked(0x1, b"{", fin=False) + masked(0x0, b"", fin=False) * count
+        return lambda: list(MessageReader(1000, 10**6, deflate=False).feed(data))
+
+    small, large = _best_of_three(flood(4_000)), _best_of_three(flood(40_000))
+    # 10x the frames: about 10x the time (re-summing the fragments made it 100x).
+    assert large < 30 * small, (small, large)
+
+
+def test_a_frame_arriving_byte_by_byte_costs_in_proportion_to_its_size() -> None:
+    def bytewise(size: int) -> Callable[[], object]:
+        data = masked(0x2, b"x" * size)
+
+        def run() -> None:
+            reader = MessageReader(1 << 20, 8, deflate=False)
+            events = [event for i in range(len(data)) for event in reader.feed(data[i : i + 1])]
+            assert events == [(OP_BINARY, b"x" * size)]
+
+        return run
+
+    small, large = _best_of_three(bytewise(4_000)), _best_of_three(bytewise(40_000))
+    assert large < 30 * small, (small, large)
