@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -375,3 +377,35 @@ def test_a_since_older_than_the_history_replays_what_it_still_holds() -> None:
     opened = dispatcher.open(_session(), ConnectRequest([], [], [], {0: -1}), now=0)
     assert opened.recovered is False
     assert _read_all(dispatcher.index, opened.replay) == [(0, o) for o in range(15, 20)]
+
+
+def _seconds(work: Any, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_trimming_costs_what_is_let_go_of_not_the_number_of_rooms() -> None:
+    def index_of(rooms: int) -> tuple[ReplayIndex, list[int]]:
+        floor = [0]
+        index = ReplayIndex(lambda _: floor[0])
+        for offset in range(rooms):
+            msg = Message(None, None, f"room-{offset}", {"o": offset}, f"m{offset}", "x")
+            index.add(make_publication(msg, 0, offset, 1e12))
+        return index, floor
+
+    def trims(index: ReplayIndex, floor: list[int]) -> None:
+        for _ in range(200):  # each lets go of one publication
+            floor[0] += 1
+            index.trim()
+
+    small, small_floor = index_of(1_000)
+    large, large_floor = index_of(100_000)
+    ratio = _seconds(partial(trims, large, large_floor), 1) / _seconds(
+        partial(trims, small, small_floor), 1
+    )
+    assert ratio < 10, ratio  # a walk over every room's list would be 100x
+    assert large.dropped(0) == 199

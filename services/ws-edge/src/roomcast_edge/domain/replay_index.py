@@ -54,20 +54,22 @@ class _Run:
     def index_after(self, offset: int) -> int:
         return bisect.bisect_right(self.items, offset, lo=self.head, key=_offset)
 
-    def drop_before(self, offset: int) -> int:
-        """Let go of the publications before `offset`; returns the last one's offset or -1."""
-        head = bisect.bisect_left(self.items, offset, lo=self.head, key=_offset)
-        dropped = self.items[head - 1].offset if head > self.head else -1
-        self.head = head
+    def pop_front(self) -> Publication:
+        head = self.head
+        first = self.items[head]
+        self.head = head = head + 1
         if head >= _COMPACT_AT and head * 2 >= len(self.items):
             del self.items[:head]
             self.head = 0
-        return dropped
+        return first
 
 
 @dataclass(slots=True)
 class _Partition:
     runs: dict[Key, _Run] = field(default_factory=dict)
+    # Every publication of the partition in offset order: trimming walks it from the
+    # front, so it costs what is let go of, however many keys there are.
+    order: _Run = field(default_factory=_Run)
     last: int = -1  # highest offset indexed
     floor: int = 0  # what the history held from at the last trim
     dropped: int = -1  # highest offset the index let go of
@@ -97,6 +99,7 @@ class ReplayIndex:
         if run is None:
             run = state.runs[key] = _Run()
         run.items.append(publication)
+        state.order.items.append(publication)
         self._since_trim += 1
         if self._since_trim >= TRIM_EVERY:
             self.trim()
@@ -115,13 +118,15 @@ class ReplayIndex:
             if floor <= state.floor:
                 continue
             state.floor = floor
-            empty: list[Key] = []
-            for key, run in state.runs.items():
-                state.dropped = max(state.dropped, run.drop_before(floor))
+            order, runs = state.order, state.runs
+            while len(order) and order.items[order.head].offset < floor:
+                gone = order.pop_front()
+                key = key_of(gone)
+                run = runs[key]
+                run.pop_front()  # the oldest of its key is the oldest of the partition
                 if not len(run):
-                    empty.append(key)
-            for key in empty:
-                del state.runs[key]
+                    del runs[key]
+                state.dropped = gone.offset
 
     # ---- reading ----------------------------------------------------------
 
