@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +18,9 @@ def route_of(request: web.Request) -> str:
 
 
 def request_counter(metrics: PublisherMetrics) -> Callable[..., Awaitable[web.StreamResponse]]:
+    # The labelled child per (route, status), looked up once: labels() costs more than inc().
+    children: dict[tuple[str, int], Any] = {}
+
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = 500
@@ -28,6 +32,10 @@ def request_counter(metrics: PublisherMetrics) -> Callable[..., Awaitable[web.St
             status = exc.status
             raise
         finally:
-            metrics.requests.labels(endpoint=route_of(request), status=str(status)).inc()
+            key = (route_of(request), status)
+            child = children.get(key)
+            if child is None:
+                child = children[key] = metrics.requests.labels(endpoint=key[0], status=str(status))
+            child.inc()
 
     return count

@@ -4,18 +4,23 @@ Value, JSON: {"state": "pending", "token": "<owner>"} while a publish is under w
 (SET NX with a short TTL, so exactly one concurrent request wins and a crashed
 publisher lets go), then {"state": "done", "message_id", "position",
 "receive_time"} for the idempotency window.
+
+Claims and settlements are Lua scripts over many keys, and the calls of concurrent
+requests are joined into one script call: one round trip and one command to encode
+and parse serve a whole batch, or many single-message requests at once, instead of
+one or two commands per message (redis-py's per-command cost in Python was larger
+than Redis's own work).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from roomcast_core.redis_keys import idempotency_key
@@ -27,14 +32,40 @@ from roomcast_publisher.domain.ports import (
     StoreUnavailable,
 )
 
-# Delete the marker only while it is still ours: a marker that expired and was
-# claimed by another request must survive our late failure.
-_RELEASE = """
-local value = redis.call('GET', KEYS[1])
-if value and cjson.decode(value)['token'] == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
+# KEYS: the ids' keys. ARGV[1]: hold in ms, ARGV[1 + i]: the pending marker for KEYS[i].
+# Per key: 1 when this caller now holds it, else the current value, or 0 when it
+# vanished between the SET and the GET (its owner just let go).
+_CLAIM = """
+local out = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
+        out[i] = 1
+    else
+        out[i] = redis.call('GET', key) or 0
+    end
 end
-return 0
+return out
+"""
+
+# KEYS: the ids' keys. ARGV, three per key: "done", the receipt, the window in seconds;
+# or "release", the claim's token, "". A marker is deleted only while it is still ours:
+# one that expired and was claimed by another request must survive our late failure.
+_SETTLE = """
+for i, key in ipairs(KEYS) do
+    local kind, value = ARGV[3 * i - 2], ARGV[3 * i - 1]
+    if kind == 'done' then
+        redis.call('SET', key, value, 'EX', ARGV[3 * i])
+    else
+        local current = redis.call('GET', key)
+        if current then
+            local ok, record = pcall(cjson.decode, current)
+            if ok and type(record) == 'table' and record['token'] == value then
+                redis.call('DEL', key)
+            end
+        end
+    end
+end
+return #KEYS
 """
 
 
@@ -55,26 +86,26 @@ def _decode(value: bytes | str | None) -> Receipt | InProgress | None:
     return InProgress()
 
 
-Command = Callable[[Pipeline], None]
+Item = TypeVar("Item")
+Reply = TypeVar("Reply")
 
 
-class _Coalescer:
-    """Carries the commands of concurrent callers in shared pipelines.
+class _Coalescer(Generic[Item, Reply]):
+    """Joins the items of concurrent callers into one call of `execute`.
 
-    Commands queued while a pipeline is on the wire go out together in the next one, so
-    under load a single round trip serves many requests (and a whole batch is one
-    round trip), while an idle caller waits only until the next loop turn.
+    Items queued while a call is on the wire go out together in the next one, so under
+    load one round trip serves many requests, while an idle caller waits only until
+    the next loop turn.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self._client = client
-        self._queue: list[tuple[Command, int, asyncio.Future[list[Any]]]] = []
+    def __init__(self, execute: Callable[[list[Item]], Awaitable[list[Reply]]]) -> None:
+        self._execute = execute
+        self._queue: list[tuple[Sequence[Item], asyncio.Future[list[Reply]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def run(self, command: Command, replies: int) -> list[Any]:
-        """Queue `command` (which adds `replies` commands to a pipeline); its replies."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((command, replies, future))
+    async def run(self, items: Sequence[Item]) -> list[Reply]:
+        future: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+        self._queue.append((items, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="redis-idempotency")
         return await future
@@ -83,67 +114,78 @@ class _Coalescer:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                await self._execute(batch)
+                await self._call(batch)
         finally:
             self._flusher = None
 
-    async def _execute(self, batch: list[tuple[Command, int, asyncio.Future[list[Any]]]]) -> None:
+    async def _call(self, batch: list[tuple[Sequence[Item], asyncio.Future[list[Reply]]]]) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for command, _, _ in batch:
-                    command(pipe)
-                replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError, TimeoutError) as exc:
+            replies = await self._execute([item for items, _ in batch for item in items])
+        except BaseException as exc:
+            # Redis down or slow, or this task cancelled: nobody may wait forever.
             failure = StoreUnavailable(f"{type(exc).__name__}: {exc}")
-            for _, _, future in batch:
+            for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
-            return
-        except BaseException as exc:
-            # Cancelled (shutdown) or a bug: nobody may wait forever for this batch.
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreUnavailable(f"{type(exc).__name__}: {exc}"))
+            if isinstance(exc, RedisError | OSError | TimeoutError):
+                return
             raise
         offset = 0
-        for _, count, future in batch:
-            mine = replies[offset : offset + count]
-            offset += count
-            if future.done():
-                continue
-            errors = [r for r in mine if isinstance(r, Exception)]
-            if errors:
-                future.set_exception(StoreUnavailable(f"{type(errors[0]).__name__}: {errors[0]}"))
-            else:
-                future.set_result(mine)
+        for items, future in batch:
+            if not future.done():
+                future.set_result(replies[offset : offset + len(items)])
+            offset += len(items)
 
 
 class RedisIdempotencyStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._coalescer = _Coalescer(client)
+        self._claim_script = client.register_script(_CLAIM)
+        self._settle_script = client.register_script(_SETTLE)
+        # One claim call and one settle call at a time; each may carry many requests.
+        self._claims: _Coalescer[tuple[str, bytes, int], Any] = _Coalescer(self._claim_many)
+        self._settles: _Coalescer[tuple[str, bytes, bytes, int], None] = _Coalescer(
+            self._settle_many
+        )
+
+    async def _claim_many(self, items: list[tuple[str, bytes, int]]) -> list[Any]:
+        # Holds differ only if callers' policies do; the longest is the safe one.
+        hold_ms = max(hold for _, _, hold in items)
+        replies = await self._claim_script(
+            keys=[key for key, _, _ in items], args=[hold_ms, *(marker for _, marker, _ in items)]
+        )
+        if not isinstance(replies, list) or len(replies) != len(items):
+            raise RedisError(f"claim script answered {replies!r}")
+        return replies
+
+    async def _settle_many(self, items: list[tuple[str, bytes, bytes, int]]) -> list[None]:
+        args: list[bytes | int] = []
+        for _, kind, value, window in items:
+            args += (kind, value, window)
+        await self._settle_script(keys=[key for key, _, _, _ in items], args=args)
+        return [None] * len(items)
 
     async def claim(self, message_ids: Sequence[str], hold_seconds: float) -> list[Claim]:
         tokens = [uuid.uuid4().hex for _ in message_ids]
         hold_ms = max(1, int(hold_seconds * 1000))
-
-        def command(pipe: Pipeline) -> None:
-            for message_id, token in zip(message_ids, tokens, strict=True):
-                key = idempotency_key(message_id)
-                marker = orjson.dumps({"state": "pending", "token": token})
-                pipe.set(key, marker, nx=True, px=hold_ms)
-                pipe.get(key)
-
-        replies = await self._coalescer.run(command, 2 * len(message_ids))
+        replies = await self._claims.run(
+            [
+                (
+                    idempotency_key(message_id),
+                    orjson.dumps({"state": "pending", "token": token}),
+                    hold_ms,
+                )
+                for message_id, token in zip(message_ids, tokens, strict=True)
+            ]
+        )
         claims: list[Claim] = []
-        for index, token in enumerate(tokens):
-            won, current = replies[2 * index], replies[2 * index + 1]
-            if won:
+        for token, reply in zip(tokens, replies, strict=True):
+            if reply == 1:
                 claims.append(Claimed(token))
             else:
-                # Gone between SET and GET: its owner just released it; let the
+                # 0: gone between SET and GET, its owner just released it; let the
                 # caller look again rather than publish behind its back.
-                claims.append(_decode(current) or InProgress())
+                claims.append(_decode(reply if isinstance(reply, bytes) else None) or InProgress())
         return claims
 
     async def lookup(self, message_id: str) -> Receipt | InProgress | None:
@@ -159,21 +201,28 @@ class RedisIdempotencyStore:
         releases: Sequence[tuple[str, str]],
         window_seconds: int,
     ) -> None:
-        def command(pipe: Pipeline) -> None:
-            for receipt in receipts:
-                record = {
-                    "state": "done",
-                    "message_id": receipt.message_id,
-                    "position": receipt.position,
-                    "receive_time": receipt.receive_time,
-                }
-                pipe.set(
-                    idempotency_key(receipt.message_id), orjson.dumps(record), ex=window_seconds
-                )
-            for message_id, token in releases:
-                pipe.eval(_RELEASE, 1, idempotency_key(message_id), token)
-
-        await self._coalescer.run(command, len(receipts) + len(releases))
+        items: list[tuple[str, bytes, bytes, int]] = [
+            (
+                idempotency_key(receipt.message_id),
+                b"done",
+                orjson.dumps(
+                    {
+                        "state": "done",
+                        "message_id": receipt.message_id,
+                        "position": receipt.position,
+                        "receive_time": receipt.receive_time,
+                    }
+                ),
+                window_seconds,
+            )
+            for receipt in receipts
+        ]
+        items += [
+            (idempotency_key(message_id), b"release", token.encode(), 0)
+            for message_id, token in releases
+        ]
+        if items:
+            await self._settles.run(items)
 
     async def readiness(self) -> str | None:
         try:
