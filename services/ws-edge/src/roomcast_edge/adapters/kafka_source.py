@@ -315,16 +315,6 @@ class KafkaSource:
         for record in records:
             offset = record.offset
             self._last[partition] = offset
-            try:
-                message = decode_value(record.value)
-            except WireError as exc:
-                sink.skip(partition, offset)
-                self._undecodable(partition, offset, exc)
-                continue
-            try:
-                receive_epoch: float | None = parse_time(message.receive_time)
-            except WireError:
-                receive_epoch = None
             live = offset >= target
             headers = record.headers
             traced = live and header_value(headers, "traceparent") is not None
@@ -333,9 +323,19 @@ class KafkaSource:
                 traceparent = header_value(headers, "traceparent") or b""
                 parts = traceparent.split(b"-")
                 trace_id = parts[1].decode("ascii", "replace") if len(parts) > 1 else None
-            publication = make_publication(
-                message, partition, offset, record.timestamp / 1000, trace_id
-            )
+            try:
+                message = decode_value(record.value)
+                publication = make_publication(
+                    message, partition, offset, record.timestamp / 1000, trace_id
+                )
+            except WireError as exc:
+                sink.skip(partition, offset)
+                self._undecodable(partition, offset, exc)
+                continue
+            try:
+                receive_epoch: float | None = parse_time(message.receive_time)
+            except WireError:
+                receive_epoch = None
             if not traced:
                 sink.publish(publication, receive_epoch, live)
                 continue

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from roomcast_core.wire import Message
+from roomcast_core.wire import Message, WireError
 from roomcast_edge.domain.frames import text_frame
 from roomcast_edge.domain.positions import format_position
 
@@ -55,8 +55,16 @@ def make_publication(
     timestamp: float,
     trace_id: str | None = None,
 ) -> Publication:
-    """Serialize and frame the push once; every delivery reuses these bytes."""
-    frame = text_frame(orjson.dumps(push_body(message, partition, offset, trace_id)))
+    """Serialize and frame the push once; every delivery reuses these bytes.
+
+    Raises WireError for a record that cannot be re-encoded (a backend may write
+    JSON nested deeper than the push can carry straight to the stream).
+    """
+    try:
+        body = orjson.dumps(push_body(message, partition, offset, trace_id))
+    except orjson.JSONEncodeError as exc:
+        raise WireError(f"record cannot be re-encoded as a push: {exc}") from exc
+    frame = text_frame(body)
     return Publication(
         partition=partition,
         offset=offset,
