@@ -56,7 +56,7 @@ helm-lint: ## helm lint --strict of the chart, with default values and with ever
 images: ## build the three service images (podman or docker; ROOMCAST_LOCAL_BASE=1: local Debian base)
 	scripts/build-images.sh
 
-.PHONY: bench bench-quick bench-node bench-centrifugo
+.PHONY: bench bench-quick bench-node bench-centrifugo bench-publisher
 
 bench-node: ## install the Node.js benchmark peer's packages (npm ci, locked)
 	cd bench/peers/node && npm ci --no-audit --no-fund --loglevel=error
@@ -66,9 +66,14 @@ bench-centrifugo: ## build the Centrifugo benchmark peer once (go install, cache
 
 bench: install-runtime bench-node bench-centrifugo ## full benchmark: roomcast vs Centrifugo, Node ws, naive aiohttp; C = 1k/5k/10k and ticks; writes bench/results/
 	$(UV) run python -m bench --plan full
+	$(UV) run python -m bench.publisher --plan full
 
 bench-quick: install-runtime bench-node bench-centrifugo ## quick benchmark (C = 400 and a small ticks run, a few minutes); writes bench/results/quick.json
 	$(UV) run python -m bench --plan quick
+	$(UV) run python -m bench.publisher --plan quick
+
+bench-publisher: install-runtime ## publisher throughput vs bare aiokafka, Kafka's ProducerPerformance and a bare aiohttp endpoint (PLAN=full|quick); merged into bench/results/
+	$(UV) run python -m bench.publisher --plan $(or $(PLAN),full)
 
 .PHONY: soak
 
