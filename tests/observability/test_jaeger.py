@@ -291,13 +291,26 @@ async def test_killing_jaeger_mid_run_delays_no_publish_or_push(
 
             own.kill()
             # Long enough for several export rounds to fail against the dead port.
-            after = await _round_trips(session, publisher, ws, 40)
+            dead = await _round_trips(session, publisher, ws, 40)
             await asyncio.sleep(1.0)
-            after += await _round_trips(session, publisher, ws, 20)
-        ratio = statistics.median(after) / statistics.median(baseline)
+            dead += await _round_trips(session, publisher, ws, 20)
+
+            # Jaeger back on the same ports: a second baseline, so a machine that got
+            # busier meanwhile does not pass for a slowdown, and traces flow again.
+            own.start()
+            recovered = await _round_trips(session, publisher, ws, 40)
+            async with session.post(
+                f"{publisher.url}/v1/messages",
+                json={"topic": "order", "type": "event", "payload": "seen again"},
+            ) as response:
+                assert response.status == 202
+            push = await next_push(ws)
+            await read_trace(own, push["meta"]["trace_id"], lambda spans: len(spans) == 4)
+        up = max(statistics.median(baseline), statistics.median(recovered))
+        ratio = statistics.median(dead) / up
         assert ratio < 3.0, (
-            f"median publish-to-push {statistics.median(after) * 1000:.1f} ms with Jaeger dead "
-            f"vs {statistics.median(baseline) * 1000:.1f} ms with it up"
+            f"median publish-to-push {statistics.median(dead) * 1000:.1f} ms with Jaeger dead "
+            f"vs {up * 1000:.1f} ms with it up"
         )
         # Both still stop cleanly within their flush bound (exit 0, not the 20 s kill).
         assert publisher.stop(timeout=20) == 0
