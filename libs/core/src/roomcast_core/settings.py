@@ -55,6 +55,19 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BusSettings:
+    # "kafka" or "redis" (Redis Streams)
+    kind: str
+    # Redis Streams: streams (partitions), their key prefix, retention (MAXLEN ~ entries
+    # per stream, MINID ~ seconds, 0 = no age bound) and what a 202 waits for
+    partitions: int
+    stream: str
+    max_len: int
+    max_age: float
+    durability: str
+
+
+@dataclass(frozen=True, slots=True)
 class JwtSettings:
     secret: str
     algorithm: str
@@ -119,6 +132,7 @@ class Settings:
     log: LogSettings
     redis: RedisSettings
     kafka: KafkaSettings
+    bus: BusSettings
     jwt: JwtSettings
     auth: AuthSettings
     edge: EdgeSettings
@@ -173,6 +187,15 @@ def _validators() -> list[Validator]:
             is_in=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
         ),
         Validator("log.format", is_in=["json", "text"]),
+        Validator("bus.kind", is_in=["kafka", "redis"]),
+        Validator("bus.durability", is_in=["aof", "write"]),
+        *check(
+            ["bus.partitions", "bus.max_len"],
+            lambda v: _is_int(v) and v > 0,
+            "a positive whole number",
+        ),
+        *check(["bus.max_age"], lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+        *check(["bus.stream"], lambda v: isinstance(v, str) and bool(v), "non-empty text"),
         Validator("jwt.algorithm", is_in=["HS256", "EdDSA", "ES256"]),
         *check(["auth.port", "edge.port", "publisher.port"], _is_port, "a port number (0-65535)"),
         *check(
@@ -379,6 +402,14 @@ def _freeze(dyn: Any) -> Settings:
             partitions=dyn.kafka.partitions,
             replication_factor=dyn.kafka.replication_factor,
             request_timeout=float(dyn.kafka.request_timeout),
+        ),
+        bus=BusSettings(
+            kind=str(dyn.bus.kind),
+            partitions=dyn.bus.partitions,
+            stream=str(dyn.bus.stream),
+            max_len=dyn.bus.max_len,
+            max_age=float(dyn.bus.max_age),
+            durability=str(dyn.bus.durability),
         ),
         jwt=JwtSettings(
             secret=secret,
