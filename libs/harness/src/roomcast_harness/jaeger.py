@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.error
 import urllib.request
 from importlib import resources
 from pathlib import Path
@@ -195,18 +194,6 @@ class JaegerServer:
                 return json.loads(response.read())
         except (OSError, ValueError):
             return None
-
-    def trace(self, trace_id: str) -> dict[str, Any] | None:
-        """One trace as the query API returns it (`/api/traces/<id>`), None if unknown."""
-        try:
-            with urllib.request.urlopen(f"{self.ui_url}/api/traces/{trace_id}", timeout=5) as r:  # noqa: S310 - loopback
-                body = json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise
-        data = body.get("data") or []
-        return data[0] if data else None
 
     def stop(self) -> None:
         if self._proc is not None:
