@@ -18,11 +18,12 @@ install-runtime: ## install what running the stack needs: uv, Python deps (locke
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare
 
-install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, podman
+install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, centrifugo, podman
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
 	@scripts/ensure-toxiproxy.sh >/dev/null
 	@scripts/ensure-jaeger.sh >/dev/null
+	@scripts/ensure-centrifugo.sh >/dev/null
 	@scripts/ensure-podman.sh
 
 lint: install ## ruff lint and format check
