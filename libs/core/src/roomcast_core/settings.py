@@ -98,6 +98,11 @@ class EdgeSettings:
     heartbeat_check_interval: float
     max_rooms: int
     max_subscriptions: int
+    # presence: seconds a dead edge's members outlive it, members listed at most,
+    # join/leave pushes to room members
+    presence_ttl: float
+    presence_max_members: int
+    presence_events: bool
     max_connections: int
     max_frame_bytes: int
     max_fragments: int
@@ -127,6 +132,21 @@ class PublisherSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    urls: tuple[str, ...]
+    secret: str
+    # seconds a receiver has to answer one delivery
+    timeout: float
+    # the first retry's delay in seconds, doubled per attempt up to retry_max
+    retry_base: float
+    retry_max: float
+    # seconds an undelivered batch is retried before it is given up
+    retry_for: float
+    # the outbox (a Redis stream)
+    stream: str
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     mode: str
     log: LogSettings
@@ -136,6 +156,7 @@ class Settings:
     jwt: JwtSettings
     auth: AuthSettings
     edge: EdgeSettings
+    webhooks: WebhookSettings
     publisher: PublisherSettings
 
     @property
@@ -209,6 +230,11 @@ def _validators() -> list[Validator]:
                 "edge.partition_check_interval",
                 "edge.drain_seconds",
                 "edge.refresh_grace",
+                "edge.presence_ttl",
+                "webhooks.timeout",
+                "webhooks.retry_base",
+                "webhooks.retry_max",
+                "webhooks.retry_for",
                 "jwt.jwks_timeout",
             ],
             _is_positive,
@@ -222,6 +248,7 @@ def _validators() -> list[Validator]:
                 "jwt.max_ttl",
                 "edge.max_rooms",
                 "edge.max_subscriptions",
+                "edge.presence_max_members",
                 "edge.max_connections",
                 "edge.max_frame_bytes",
                 "edge.max_fragments",
@@ -249,6 +276,8 @@ def _validators() -> list[Validator]:
                 "jwt.jwks_url",
                 "auth.host",
                 "edge.host",
+                "webhooks.secret",
+                "webhooks.stream",
                 "edge.trace_ui_url",
                 "publisher.host",
             ],
@@ -265,12 +294,13 @@ def _validators() -> list[Validator]:
                 "auth.cors_origins",
                 "publisher.cors_origins",
                 "jwt.previous_secrets",
+                "webhooks.urls",
             ],
             _is_list_like,
             "a comma-separated list",
         ),
         *check(
-            ["edge.compression", "edge.trace_id_in_meta"],
+            ["edge.compression", "edge.trace_id_in_meta", "edge.presence_events"],
             lambda v: isinstance(v, bool),
             "true or false",
         ),
@@ -437,6 +467,9 @@ def _freeze(dyn: Any) -> Settings:
             heartbeat_check_interval=float(dyn.edge.heartbeat_check_interval),
             max_rooms=dyn.edge.max_rooms,
             max_subscriptions=dyn.edge.max_subscriptions,
+            presence_ttl=float(dyn.edge.presence_ttl),
+            presence_max_members=dyn.edge.presence_max_members,
+            presence_events=dyn.edge.presence_events,
             max_connections=dyn.edge.max_connections,
             max_frame_bytes=dyn.edge.max_frame_bytes,
             max_fragments=dyn.edge.max_fragments,
@@ -452,6 +485,15 @@ def _freeze(dyn: Any) -> Settings:
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
             trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
+        ),
+        webhooks=WebhookSettings(
+            urls=_split(dyn.webhooks.urls),
+            secret=str(dyn.webhooks.secret),
+            timeout=float(dyn.webhooks.timeout),
+            retry_base=float(dyn.webhooks.retry_base),
+            retry_max=float(dyn.webhooks.retry_max),
+            retry_for=float(dyn.webhooks.retry_for),
+            stream=str(dyn.webhooks.stream),
         ),
         publisher=PublisherSettings(
             host=dyn.publisher.host,

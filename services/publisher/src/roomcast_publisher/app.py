@@ -21,6 +21,7 @@ from roomcast_publisher.keys import PUBLISHER_KEY, PUBLISHER_METRICS_KEY, SETTIN
 from roomcast_publisher.metrics import PublisherMetrics
 from roomcast_publisher.models import ENVELOPE_BYTES
 from roomcast_publisher.observe import request_counter
+from roomcast_publisher.presence_api import presence_ctx
 from roomcast_publisher.routes import add_routes
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -83,5 +84,6 @@ def create_app(settings: Settings) -> web.Application:
     mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-publisher"))
     app.cleanup_ctx.append(_links_ctx(settings))
+    app.cleanup_ctx.append(presence_ctx)
     add_routes(app)
     return app

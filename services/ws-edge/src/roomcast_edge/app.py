@@ -28,13 +28,17 @@ from roomcast_edge.keys import (
     NODE_KEY,
     PRESENCE_KEY,
     REVOCATIONS_KEY,
+    ROOM_PRESENCE_KEY,
     SETTINGS_KEY,
     VERIFIER_KEY,
 )
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
+from roomcast_edge.presence import BatchedPresence
+from roomcast_edge.presence_ctx import presence_ctx, webhook_ctx
 from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
+from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.takeover import check_aiohttp
 
 
@@ -63,13 +67,25 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier=app[VERIFIER_KEY],
         revocations=app[REVOCATIONS_KEY],
         leeway=settings.jwt.leeway,
+        presence=app[ROOM_PRESENCE_KEY],
     )
+    _watch_rooms(app[NODE_KEY], app[ROOM_PRESENCE_KEY])
     yield
     node = app[NODE_KEY]
     for conn in list(node.connections.values()):
         node.close(conn, 1001, "going away")
     await node.wait_closed(2.0)
     node.abort_all()
+
+
+def _watch_rooms(node: Node, presence: BatchedPresence) -> None:
+    """Every change of a connection's rooms, whatever caused it, reaches presence."""
+    hub = node.hub
+
+    def changed(conn: Connection) -> None:
+        presence.update(conn, hub.rooms_of(conn))
+
+    hub.on_rooms = changed
 
 
 def _task_ctx(
@@ -132,6 +148,8 @@ def create_app(settings: Settings) -> web.Application:
     mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-edge"))
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(presence_ctx)
+    app.cleanup_ctx.append(webhook_ctx)
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))

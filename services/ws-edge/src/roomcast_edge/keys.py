@@ -9,6 +9,7 @@ from roomcast_core.tokens import TokenVerifier
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
+from roomcast_edge.presence import BatchedPresence
 from roomcast_edge.revocations import BatchedRevocations
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -17,3 +18,4 @@ VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
 PRESENCE_KEY = web.AppKey("presence", RedisPresence)
 NODE_KEY = web.AppKey("node", Node)
 REVOCATIONS_KEY = web.AppKey("revocations", BatchedRevocations)
+ROOM_PRESENCE_KEY = web.AppKey("room_presence", BatchedPresence)

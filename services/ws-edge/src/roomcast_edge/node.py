@@ -15,12 +15,13 @@ import time
 
 from roomcast_core.settings import EdgeSettings
 from roomcast_core.tokens import RevocationChecker, TokenError
-from roomcast_edge.domain import lifetime
+from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits, Renewal
 from roomcast_edge.domain.expiry import ExpiryWheel
 from roomcast_edge.domain.frames import pong_frame, text_frame
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import Hub
+from roomcast_edge.domain.presence import PresenceQuery, RoomPresence
 from roomcast_edge.domain.publication import Publication
 from roomcast_edge.domain.replay import ReplayJob
 from roomcast_edge.metrics import EdgeMetrics
@@ -58,8 +59,11 @@ class Node:
         verifier: lifetime.TokenCheck | None = None,
         revocations: RevocationChecker | None = None,
         leeway: float = 0.0,
+        presence: RoomPresence | None = None,
     ) -> None:
         self.settings = settings
+        # Told every connection's rooms after each change; None: presence is off.
+        self.presence = presence
         self.metrics = metrics
         self.loop = loop
         self.hub: Hub[Connection] = Hub()
@@ -180,6 +184,9 @@ class Node:
         if answer.renewal is not None:
             self._renew(conn, answer.renewal)
             return
+        if answer.presence is not None:
+            self._query_presence(conn, answer.presence)
+            return
         self.metrics.requests.labels(answer.outcome).inc()
         if answer.reply is None:
             self.close(conn, *CLOSE_ABUSE, drop="rate_limited")
@@ -188,6 +195,23 @@ class Node:
         self.fanout.send(conn, text_frame(answer.reply))
         if answer.changed:
             self._selection_changed(conn, answer.replay)
+
+    def _query_presence(self, conn: Connection, query: PresenceQuery) -> None:
+        """Answer a `presence` request once the batched read is back (never blocks)."""
+        assert self.presence is not None
+        future = self.presence.query(query.room)
+
+        def answer(done: asyncio.Future[dict[str, object]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                error, extra = "presence is unavailable right now, retry", None
+            else:
+                error, extra = "", {"presence": done.result()}
+            self.metrics.requests.labels("fail" if error else "ok").inc()
+            if not conn.closed:
+                reply = protocol.reply(query.request_id, "presence", error, extra)
+                self.fanout.send(conn, text_frame(reply))
+
+        future.add_done_callback(answer)
 
     def _selection_changed(self, conn: Connection, jobs: list[ReplayJob]) -> None:
         """After a change of rooms or subscriptions: replay `jobs`, then follow the stream.

@@ -18,6 +18,7 @@ from roomcast_edge.domain.history import History
 from roomcast_edge.domain.history_view import oldest_kept, oldest_kept_all
 from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.positions import format_vector
+from roomcast_edge.domain.presence import PresenceQuery
 from roomcast_edge.domain.replay import ReplayJob, Selector
 from roomcast_edge.domain.replay_index import ReplayIndex
 from roomcast_edge.domain.session import Session
@@ -91,6 +92,8 @@ class Answer:
     changed: bool = False
     # Set (and `reply` None) for a refresh waiting for its revocation check.
     renewal: Renewal | None = None
+    # Set (and `reply` None) for a presence read the caller answers once it is done.
+    presence: PresenceQuery | None = None
 
 
 class Dispatcher(Generic[S]):
@@ -202,6 +205,8 @@ class Dispatcher(Generic[S]):
             return Answer(protocol.reply(exc.request_id, exc.action, str(exc)), "fail")
         if request.action == "refresh":
             return self._vet_refresh(session, request)
+        if request.action == "presence":
+            return self._presence(session, request)
         error, changed, job = self._act(session, request, now)
         recovered: bool | None = None
         replay: list[ReplayJob] = []
@@ -225,6 +230,14 @@ class Dispatcher(Generic[S]):
                 return Answer(None, "pending", renewal=Renewal(request.request_id, vetted))
             error = vetted
         return Answer(protocol.reply(request.request_id, request.action, error), "fail")
+
+    def _presence(self, session: S, request: protocol.Request) -> Answer:
+        room = request.room
+        assert room is not None
+        if room not in self.hub.rooms_of(session):
+            error = f"not in room {room!r}: presence is for the rooms the connection is in"
+            return Answer(protocol.reply(request.request_id, request.action, error), "fail")
+        return Answer(None, "pending", presence=PresenceQuery(request.request_id, room))
 
     def renew(self, session: S, renewal: Renewal, now: float) -> bytes:
         """Put a vetted token in force: its claims, and only the rights they allow."""

@@ -13,11 +13,13 @@ Rules (SPEC "Who receives a message"):
 Each matching connection appears exactly once.
 
 The hub never writes to a socket: it answers "who", the caller does the sending.
+It is the one place a connection's rooms change, so `on_rooms` (set by the caller,
+for presence) hears of every change, whichever request, refresh or close caused it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Generic, TypeVar
 
 ANY_TYPE = "*"
@@ -36,6 +38,8 @@ class Hub(Generic[C]):
         self._rooms_of: dict[C, set[str]] = {}
         self._subs_of: dict[C, set[Subscription]] = {}
         self._subscription_count = 0
+        # Called with a connection after its rooms changed (rooms_of tells the new ones).
+        self.on_rooms: Callable[[C], None] | None = None
 
     # ---- registry --------------------------------------------------------
 
@@ -49,13 +53,16 @@ class Hub(Generic[C]):
     def remove(self, conn: C) -> None:
         if conn not in self._all:
             return
-        for room in self._rooms_of.pop(conn):
+        rooms = self._rooms_of.pop(conn)
+        for room in rooms:
             _discard(self._rooms, room, conn)
         subs = self._subs_of.pop(conn)
         for sub in subs:
             _discard(self._topics, sub, conn)
         self._subscription_count -= len(subs)
         self._all.discard(conn)
+        if rooms and self.on_rooms is not None:
+            self.on_rooms(conn)
 
     def __contains__(self, conn: object) -> bool:
         return conn in self._all
@@ -80,6 +87,8 @@ class Hub(Generic[C]):
             return False
         rooms.add(room)
         self._rooms.setdefault(room, set()).add(conn)
+        if self.on_rooms is not None:
+            self.on_rooms(conn)
         return True
 
     def leave(self, conn: C, room: str) -> bool:
@@ -88,6 +97,8 @@ class Hub(Generic[C]):
             return False
         rooms.discard(room)
         _discard(self._rooms, room, conn)
+        if self.on_rooms is not None:
+            self.on_rooms(conn)
         return True
 
     def subscribe(self, conn: C, topic: str, type_: str) -> bool:

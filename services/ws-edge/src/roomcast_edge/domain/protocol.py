@@ -3,7 +3,7 @@
 Requests (JSON text frames):
     {"request_id": "r1", "action": "subscribe", "params": {"topic": "order", "type": "event"}}
     actions: subscribe, unsubscribe (topic, type?, since?), join, leave (room, since?), ping,
-    refresh (token)
+    refresh (token), presence (room)
 Every request gets exactly one reply:
     {"request_id", "action", "status": "ok"|"fail", "error_message", "timestamp"}
 """
@@ -20,7 +20,7 @@ import orjson
 from roomcast_edge.domain.hub import ANY_TYPE
 from roomcast_edge.domain.positions import PositionError, parse_vector
 
-ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave", "refresh")
+ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave", "refresh", "presence")
 # Topic, type and room names are short identifiers; refuse anything that is not.
 MAX_NAME_LENGTH = 256
 # Connect-time refusals listed in `connected`, at most: a long list says no more.

@@ -1,0 +1,47 @@
+"""GET /v1/rooms/{room}/presence: who is in a room, on every edge, read from Redis.
+
+The same `presence` object as the edges' `presence` action (roomcast_core.presence_store),
+behind the same API keys as publishing. Its Redis pool is its own, so a slow presence
+read never holds a connection the publish path needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from roomcast_core.api import ApiError, require_api_key
+from roomcast_core.jsonutil import json_response
+from roomcast_core.presence_store import PresenceStore
+from roomcast_publisher.keys import SETTINGS_KEY
+
+PRESENCE_STORE_KEY = web.AppKey("presence_store", PresenceStore)
+# Room names are short identifiers (the edge refuses longer ones).
+MAX_ROOM_LENGTH = 256
+
+
+async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY].redis
+    client = aioredis.Redis.from_url(
+        settings.url, socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout
+    )
+    app[PRESENCE_STORE_KEY] = PresenceStore(client)
+    yield
+    await client.aclose()
+
+
+async def room_presence(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    require_api_key(request, settings.publisher.api_keys)
+    room = request.match_info["room"].strip()
+    if not room or len(room) > MAX_ROOM_LENGTH:
+        raise ApiError(400, "invalid_room", f"room must be 1 to {MAX_ROOM_LENGTH} characters")
+    try:
+        body = await request.app[PRESENCE_STORE_KEY].read(room, settings.edge.presence_max_members)
+    except Exception as exc:
+        raise ApiError(
+            503, "presence_unavailable", f"presence cannot be read: {exc}", {"Retry-After": "1"}
+        ) from None
+    return json_response({"presence": body})

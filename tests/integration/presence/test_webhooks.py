@@ -1,0 +1,147 @@
+"""Webhooks from presence transitions: once per transition across edges, signed,
+retried with the same id, and delivered after the sender was killed mid-retry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from roomcast_harness.services import ServiceProcess
+from tests.conftest import Infra
+from tests.integration.edge.conftest import connect, token
+from tests.integration.presence.conftest import (
+    WEBHOOK_SECRET,
+    Receiver,
+    Stack,
+    eventually,
+    stack_env,
+)
+
+
+def _room() -> str:
+    return f"hook-{uuid.uuid4().hex[:10]}"
+
+
+def _names(events: list[dict[str, Any]]) -> Counter[tuple[str, str | None]]:
+    return Counter((e["name"], e.get("user_id")) for e in events)
+
+
+def _unique_events(receiver: Receiver, room: str) -> list[dict[str, Any]]:
+    """Acknowledged events of `room`, a redelivered batch counted once."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for delivery in receiver.for_room(room):
+        if 200 <= delivery.status < 300:
+            body = delivery.json
+            seen[body["id"]] = [e for e in body["events"] if e["room"] == room]
+    return [event for events in seen.values() for event in events]
+
+
+async def test_each_transition_is_sent_once_whichever_edge_causes_it(
+    stack: Stack, receiver: Receiver
+) -> None:
+    room = _room()
+    edge_a, edge_b = stack.edges
+    # The same user enters through both edges at once, then a second user.
+    alice_a, alice_b = await asyncio.gather(
+        connect(edge_a, token=token(subject="alice"), roomIds=room),
+        connect(edge_b, token=token(subject="alice"), roomIds=room),
+    )
+    bob, _ = await connect(edge_b, token=token(subject="bob"), roomIds=room)
+    await eventually(lambda: len(_unique_events(receiver, room)) >= 3)
+    await alice_a[0].close()
+    await bob.close()
+    await alice_b[0].close()
+    expected = Counter(
+        {
+            ("room_occupied", None): 1,
+            ("member_added", "alice"): 1,
+            ("member_added", "bob"): 1,
+            ("member_removed", "alice"): 1,
+            ("member_removed", "bob"): 1,
+            ("room_vacated", None): 1,
+        }
+    )
+    await eventually(lambda: _names(_unique_events(receiver, room)) == expected)
+    events = _unique_events(receiver, room)
+    names = [e["name"] for e in events]
+    assert names[0] == "room_occupied"
+    assert names[-1] == "room_vacated"
+    for delivery in receiver.for_room(room):
+        assert delivery.signed(), delivery
+        assert not delivery.signed(WEBHOOK_SECRET + "x")
+        body = delivery.json
+        assert isinstance(body["id"], str)
+        assert body["id"]
+        assert isinstance(body["time_ms"], int)
+
+
+async def test_a_failed_delivery_is_retried_with_the_same_id(
+    stack: Stack, receiver: Receiver
+) -> None:
+    room = _room()
+    failed: set[str] = set()
+
+    def answer(body: dict[str, Any]) -> int:
+        if any(e["room"] == room for e in body["events"]) and body["id"] not in failed:
+            failed.add(body["id"])
+            return 500
+        return 200
+
+    receiver.answer = answer
+    try:
+        ws, _ = await connect(stack.edges[0], token=token(subject="carol"), roomIds=room)
+        await eventually(lambda: any(d.status == 200 for d in receiver.for_room(room)))
+        await ws.close()
+    finally:
+        receiver.answer = lambda _: 200
+    first = receiver.for_room(room)[0]
+    assert first.status == 500
+    again = [d for d in receiver.for_room(room) if d.json["id"] == first.json["id"]]
+    assert [d.status for d in again][:2] == [500, 200]
+    assert again[1].body == first.body  # the same delivery, byte for byte
+    assert again[1].signed()
+    assert _names(first.json["events"]) == Counter(
+        {("room_occupied", None): 1, ("member_added", "carol"): 1}
+    )
+
+
+async def test_delivery_resumes_after_the_sender_is_killed_mid_retry(
+    infra: Infra, topic: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    room = _room()
+    env = stack_env(infra, topic, f"roomcast:test:outbox:{uuid.uuid4().hex[:8]}", receiver)
+    accept = False
+
+    def answer(body: dict[str, Any]) -> int:
+        mine = any(e["room"] == room for e in body["events"])
+        return 200 if accept or not mine else 503
+
+    receiver.answer = answer
+    edge = ServiceProcess("edge", env, tmp_path, name="sender")
+    try:
+        edge.start()
+        ws, _ = await connect(edge, token=token(subject="dave"), roomIds=room)
+        # Refused at least twice: the entry is being retried when the edge dies.
+        await eventually(lambda: len(receiver.for_room(room)) >= 2)
+        first_id = receiver.for_room(room)[0].json["id"]
+        os.kill(edge.pid, signal.SIGKILL)
+        edge.process.wait()
+        await ws.close()
+        accept = True
+        refused = len(receiver.for_room(room))
+        await asyncio.sleep(1.0)
+        assert len(receiver.for_room(room)) == refused  # nobody else is delivering
+        edge.start()
+        await eventually(
+            lambda: any(
+                d.status == 200 and d.json["id"] == first_id for d in receiver.for_room(room)
+            )
+        )
+    finally:
+        receiver.answer = lambda _: 200
+        edge.stop()
