@@ -37,6 +37,8 @@ class Span:
     name: str
     service: str
     tags: dict[str, Any]
+    # span events (Jaeger calls them logs), each as its fields
+    logs: list[dict[str, Any]]
 
     @property
     def kind(self) -> str:
@@ -55,6 +57,9 @@ def spans_of(trace: dict[str, Any]) -> list[Span]:
                 name=raw["operationName"],
                 service=services[raw["processID"]],
                 tags={t["key"]: t["value"] for t in raw["tags"]},
+                logs=[
+                    {f["key"]: f["value"] for f in log["fields"]} for log in raw.get("logs") or []
+                ],
             )
         )
     return found
@@ -243,6 +248,10 @@ async def test_a_refused_publish_records_the_error_on_its_span(
     assert server.tags["http.response.status_code"] == 503
     assert server.tags["otel.status_code"] == "ERROR"
     assert server.tags["error"] is True
+    assert server.tags["error.type"] == "kafka_unavailable"
+    [event] = server.logs
+    assert event["event"] == "exception"
+    assert "kafka is unreachable" in event["exception.message"]
     # Nothing reached Kafka, so nothing follows the refused request.
     await asyncio.sleep(1.0)
     later = await read_trace(jaeger, trace_id, lambda spans: len(spans) >= 1)

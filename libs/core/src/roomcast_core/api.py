@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from roomcast_core.errors import error_response
@@ -146,6 +147,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
+        if exc.status >= 500:
+            # A refusal of the server's own making (Kafka or Redis away): the request's
+            # span keeps why, not only that it failed.
+            span = trace.get_current_span()
+            span.set_attribute("error.type", exc.code)
+            span.record_exception(exc)
         return exc.response()
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
