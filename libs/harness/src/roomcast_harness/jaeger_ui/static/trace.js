@@ -72,6 +72,11 @@ function renderTrace(trace) {
     for (const tag of span.tags) {
       tags.append(el("div", {}, el("span", { class: "key" }, `${tag.key} = `), String(tag.value)));
     }
+    // Span events (an exception, for one), as Jaeger's query API calls them: logs.
+    for (const log of span.logs ?? []) {
+      const fields = log.fields.map((f) => `${f.key}=${f.value}`).join("  ");
+      tags.append(el("div", { class: "log" }, el("span", { class: "key" }, `@${ms(log.timestamp - span.startTime)} `), fields));
+    }
     const row = el(
       "div",
       { class: `span${isError(span) ? " error" : ""}`, "data-span-id": span.spanID, style: `--color: ${color(service)}` },
