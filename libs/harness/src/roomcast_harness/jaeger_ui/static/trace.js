@@ -101,7 +101,7 @@ function renderTrace(trace) {
       { class: "summary" },
       el("span", {}, `trace ${trace.traceID}`),
       el("span", {}, `duration ${ms(total)}`),
-      el("span", { id: "span-count" }, `${spans.length} spans`),
+      el("span", { id: "span-count" }, `${spans.length} span${spans.length === 1 ? "" : "s"}`),
       el("span", {}, `services: ${services.join(", ")}`),
     ),
     list,
