@@ -17,6 +17,7 @@ from roomcast_core.telemetry import telemetry_ctx
 from roomcast_core.tokens import verifier_from_settings
 from roomcast_edge.adapters.kafka_source import KafkaSource
 from roomcast_edge.adapters.redis_presence import RedisPresence
+from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
 from roomcast_edge.housekeeping import (
     check_heartbeats,
     close_revoked,
@@ -35,7 +36,7 @@ from roomcast_edge.keys import (
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
 from roomcast_edge.presence import BatchedPresence
-from roomcast_edge.presence_ctx import presence_ctx, webhook_ctx
+from roomcast_edge.presence_ctx import deliver_notices, presence_ctx, webhook_ctx
 from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
 from roomcast_edge.transport.connection import Connection
@@ -106,6 +107,10 @@ def _task_ctx(
 def _kafka(app: web.Application) -> Coroutine[Any, Any, None]:
     settings = app[SETTINGS_KEY]
     node = app[NODE_KEY]
+    if settings.bus.kind == "redis":
+        stream = RedisStreamSource.from_settings(settings, node, app[METRICS_KEY])
+        app[HEALTH_KEY].add_check("redis-streams", stream.readiness)
+        return stream.run_and_close()
     source = KafkaSource(
         settings.kafka,
         settings.edge.history_size,
@@ -138,6 +143,10 @@ def _sweep(app: web.Application) -> Coroutine[Any, Any, None]:
     return sweep_revocations(node, app[PRESENCE_KEY], node.settings.heartbeat_check_interval)
 
 
+def _presence_notices(app: web.Application) -> Coroutine[Any, Any, None]:
+    return app[ROOM_PRESENCE_KEY].listen_notices(deliver_notices(app[NODE_KEY]))
+
+
 def create_app(settings: Settings) -> web.Application:
     check_aiohttp()  # the socket takeover relies on aiohttp internals: fail at start
     app = web.Application()
@@ -156,5 +165,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))
     app.cleanup_ctx.append(_task_ctx("revocations", _revocations))
     app.cleanup_ctx.append(_task_ctx("revocation-sweep", _sweep))
+    if settings.edge.presence_events:
+        app.cleanup_ctx.append(_task_ctx("presence-notices", _presence_notices))
     add_routes(app)
     return app

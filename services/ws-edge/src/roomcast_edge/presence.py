@@ -22,12 +22,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from roomcast_core.presence_store import Change, Outlets, PresenceStore, presence_body
+from roomcast_core.presence_store import (
+    NOTICE_CHANNEL,
+    Change,
+    Outlets,
+    PresenceStore,
+    presence_body,
+)
 from roomcast_edge.domain.presence import Ledger, Member, Pending
 
 log = logging.getLogger(__name__)
@@ -77,7 +84,7 @@ class PresenceMetrics:
             "Script runs removing members of edges that died",
             registry=registry,
         )
-        for call in ("flush", "heartbeat", "sweep"):
+        for call in ("flush", "heartbeat", "sweep", "notices"):
             self.errors.labels(call)
 
 
@@ -236,6 +243,31 @@ class BatchedPresence:
             await self.sweep()
             await asyncio.sleep(self.interval)
 
+    async def listen_notices(self, deliver: Callable[[str, str, bytes], None]) -> None:
+        """Join/leave notices of every edge: deliver(room, connection_id, push), until cancelled.
+
+        The script publishes a notice only for a user's first connection in or last
+        out of a room, so these are per user; `connection_id` is the one that caused it.
+        """
+        while True:
+            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(NOTICE_CHANNEL)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        for room, connection_id, push in notice_pushes(message["data"]):
+                            deliver(room, connection_id, push)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.errors.labels("notices").inc()
+                log.warning("presence notices lost, resubscribing", extra={"error": repr(exc)})
+                await asyncio.sleep(RETRY_SECONDS)
+            finally:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
     async def readiness(self) -> str | None:
         return self.degraded
 
@@ -252,3 +284,16 @@ class BatchedPresence:
         if not len(self.pending):
             with contextlib.suppress(Exception):
                 await self.store.retire(self.edge_id)
+
+
+def notice_pushes(data: bytes | str) -> list[tuple[str, str, bytes]]:
+    """(room, connection_id, push) per notice of one published batch."""
+    now = int(time.time() * 1000)
+    pushes = []
+    for event, room, member_json in orjson.loads(data):
+        member = orjson.loads(member_json)
+        push = orjson.dumps(
+            {"action": "presence", "event": event, "room": room, "member": member, "timestamp": now}
+        )
+        pushes.append((room, str(member.get("connection_id", "")), push))
+    return pushes

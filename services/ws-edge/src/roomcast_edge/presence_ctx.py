@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -18,7 +18,9 @@ from roomcast_core.health import HEALTH_KEY
 from roomcast_core.health import METRICS_KEY as REGISTRY_KEY
 from roomcast_core.presence_store import NOTICE_CHANNEL, Outlets, PresenceStore
 from roomcast_edge.adapters.webhook_sender import BLOCK_MS, WebhookMetrics, WebhookSender
+from roomcast_edge.domain.frames import text_frame
 from roomcast_edge.keys import ROOM_PRESENCE_KEY, SETTINGS_KEY
+from roomcast_edge.node import Node
 from roomcast_edge.presence import BatchedPresence, PresenceMetrics
 
 # Seconds the last leaves may take to reach Redis at shutdown.
@@ -53,6 +55,19 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
     await presence.close(FINAL_FLUSH_SECONDS)
     await client.aclose()
+
+
+def deliver_notices(node: Node) -> Callable[[str, str, bytes], None]:
+    """Join/leave pushes to this edge's connections in the room, one frame for all;
+    the connection whose join or leave it announces is not told of it."""
+
+    def deliver(room: str, connection_id: str, push: bytes) -> None:
+        frame = text_frame(push)
+        for conn in node.hub.recipients(None, None, room):
+            if conn.id != connection_id and not conn.closed:
+                node.fanout.send(conn, frame)
+
+    return deliver
 
 
 async def webhook_ctx(app: web.Application) -> AsyncIterator[None]:
