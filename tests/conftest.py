@@ -18,22 +18,53 @@ from roomcast_harness.kafka_broker import KafkaBroker
 from roomcast_harness.redis_server import RedisServer
 from roomcast_harness.services import ServiceProcess
 
+# The buses a test module runs on when it asks for both (see `infra_on`).
+BUSES = ["kafka", "redis"]
+NO_KAFKA = "127.0.0.1:1"  # what a Redis-bus stack is given: it must never use Kafka
+
 
 @dataclass(frozen=True)
 class Infra:
     redis_url: str
     kafka_bootstrap: str
+    # "kafka", or "redis": the bus is Redis Streams named after the test's topic
+    bus: str = "kafka"
 
     def env(self, topic: str, **extra: str) -> dict[str, str]:
         """Service environment pointing at this infrastructure."""
+        bus = {"ROOMCAST_BUS__KIND": "redis", "ROOMCAST_BUS__STREAM": topic}
         return {
             "ROOMCAST_REDIS__URL": self.redis_url,
             "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "ROOMCAST_KAFKA__TOPIC": topic,
             "ROOMCAST_JWT__SECRET": "test-secret-0123456789abcdefghijklmnop",
             "OTEL_SDK_DISABLED": "true",
+            **(bus if self.bus == "redis" else {}),
             **extra,
         }
+
+
+def infra_on(request: pytest.FixtureRequest) -> Infra:
+    """The session's infrastructure for the bus `request.param` names.
+
+    A module runs on both buses by overriding `infra` with
+    ``@pytest.fixture(scope="module", params=BUSES)`` returning ``infra_on(request)``;
+    Kafka is started only when a Kafka-bus test runs.
+    """
+    if request.param == "redis":
+        return Infra(request.getfixturevalue("aof_redis_url"), NO_KAFKA, bus="redis")
+    return Infra(request.getfixturevalue("redis_url"), request.getfixturevalue("kafka_bootstrap"))
+
+
+@pytest.fixture(scope="session")
+def aof_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis with AOF on, as the Redis Streams bus wants it by default."""
+    external = os.environ.get("ROOMCAST_REDIS__URL")
+    if external:
+        yield external
+        return
+    with RedisServer(tmp_path_factory.mktemp("aof-redis"), appendonly=True) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from roomcast_core.tokens import TokenIssuer
 from roomcast_core.wire import Message, encode_headers, encode_key, encode_value, now_time
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra
+from tests.streams import StreamPublisher, stream_publisher
 
 SECRET = "test-secret-0123456789abcdefghijklmnop"  # the one infra.env() configures
 WAIT = 20.0  # generous: the test machine is small and shared
@@ -94,8 +95,47 @@ class Publisher:
         await self.producer.send_and_wait(self.topic, value, key=key)
 
 
+class StreamBusPublisher(Publisher):
+    """The same calls on the Redis Streams bus, appending as a backend would."""
+
+    def __init__(self, streams: StreamPublisher, topic: str) -> None:
+        self.streams = streams
+        self.topic = topic
+
+    async def send(self, msg: Message) -> str:
+        return await self.streams.send(msg)
+
+    async def send_many(self, msgs: Sequence[Message]) -> list[str]:
+        return await self.streams.send_many(msgs)
+
+    async def send_raw(self, value: bytes, key: bytes = b"*") -> None:
+        await self.streams.send_raw(value, key)
+
+
+@contextlib.asynccontextmanager
+async def bus_publisher(infra: Infra, topic: str, partitions: int = 3) -> AsyncIterator[Publisher]:
+    """Writes records to whichever bus `infra` runs on."""
+    if infra.bus == "redis":
+        streams = stream_publisher(infra.redis_url, topic, partitions)
+        try:
+            yield StreamBusPublisher(streams, topic)
+        finally:
+            await streams.close()
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        yield Publisher(producer, topic)
+    finally:
+        await producer.stop()
+
+
 @pytest_asyncio.fixture
 async def publisher(infra: Infra, topic: str) -> AsyncIterator[Publisher]:
+    if infra.bus == "redis":
+        async with bus_publisher(infra, topic) as streams:
+            yield streams
+        return
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -223,6 +263,10 @@ def shared_edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest_asyncio.fixture
 async def shared_publisher(infra: Infra, shared_edge: SharedEdge) -> AsyncIterator[Publisher]:
+    if infra.bus == "redis":
+        async with bus_publisher(infra, shared_edge.topic) as streams:
+            yield streams
+        return
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     try:

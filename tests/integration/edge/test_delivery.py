@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
+from tests.conftest import BUSES, Infra, infra_on
 from tests.integration.edge.conftest import (
     Publisher,
     SharedEdge,
@@ -17,6 +19,12 @@ from tests.integration.edge.conftest import (
     recv_json,
     token,
 )
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 def _name(prefix: str) -> str:

@@ -6,18 +6,26 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Infra, ServiceFactory
+from tests.conftest import BUSES, Infra, ServiceFactory, infra_on
 from tests.integration.edge.conftest import (
     Publisher,
     SharedEdge,
+    bus_publisher,
     connect,
     message,
     recv_json,
     recv_reply,
     token,
 )
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 class Vector:
@@ -112,17 +120,16 @@ async def test_a_second_edge_serves_a_vector_of_the_first(
 
 
 async def test_recovered_false_when_the_history_no_longer_covers_since(
-    infra: Infra, topic: str, start_service: ServiceFactory, publisher: Publisher
+    infra: Infra, topic: str, start_service: ServiceFactory
 ) -> None:
-    edge = start_service(
-        "edge",
-        infra.env(topic, ROOMCAST_EDGE__HISTORY_SIZE="5", ROOMCAST_KAFKA__PARTITIONS="1"),
-    )
+    one = {"ROOMCAST_KAFKA__PARTITIONS": "1", "ROOMCAST_BUS__PARTITIONS": "1"}
+    edge = start_service("edge", infra.env(topic, ROOMCAST_EDGE__HISTORY_SIZE="5", **one))
     ws, hello = await connect(edge, token=token())
     old = hello["position"]
     assert old == "0:-1"
     msgs = [message({"seq": i}) for i in range(20)]
-    await publisher.send_many(msgs)
+    async with bus_publisher(infra, topic, partitions=1) as publisher:
+        await publisher.send_many(msgs)
     for _ in msgs:
         await _push(ws)
     again, hello = await connect(edge, token=token(), since=old)

@@ -16,8 +16,11 @@ def ensure_redis_installed() -> str:
 class RedisServer:
     """One redis-server process; stop() and start() again keep the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False) -> None:
         self.workdir = workdir
+        # The Redis Streams bus needs its appends to survive a restart: AOF, fsync
+        # every second (an acknowledged append is written to the file first).
+        self.appendonly = appendonly
         self.port = port or free_port()
         self.log_path = workdir / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -38,7 +41,8 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
             "--daemonize", "no",
             "--dir", str(self.workdir),
             "--logfile", "",

@@ -16,6 +16,7 @@ from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx, tracing_middleware
 from roomcast_publisher.adapters.kafka_sink import KafkaSink
 from roomcast_publisher.adapters.redis_idempotency import RedisIdempotencyStore
+from roomcast_publisher.adapters.redis_stream_sink import RedisStreamSink
 from roomcast_publisher.domain.publishing import Publisher, PublishPolicy
 from roomcast_publisher.keys import PUBLISHER_KEY, PUBLISHER_METRICS_KEY, SETTINGS_KEY
 from roomcast_publisher.metrics import PublisherMetrics
@@ -45,19 +46,23 @@ def _links_ctx(settings: Settings) -> CleanupCtx:
             settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         store = RedisIdempotencyStore(client)
-        sink = KafkaSink(
-            settings.kafka,
-            max_record_bytes=settings.publisher.max_payload_bytes + ENVELOPE_BYTES,
-            on_fence=app[PUBLISHER_METRICS_KEY].fenced,
+        sink: KafkaSink | RedisStreamSink = (
+            RedisStreamSink(client, settings.bus, timeout=timeout)
+            if settings.bus.kind == "redis"
+            else KafkaSink(
+                settings.kafka,
+                max_record_bytes=settings.publisher.max_payload_bytes + ENVELOPE_BYTES,
+                on_fence=app[PUBLISHER_METRICS_KEY].fenced,
+            )
         )
         health = app[HEALTH_KEY]
         health.add_check("redis", store.readiness)
-        health.add_check("kafka", sink.readiness)
+        health.add_check(settings.bus.kind, sink.readiness)
         app[PUBLISHER_KEY] = Publisher(
             sink, store, app[PUBLISHER_METRICS_KEY], policy_for(settings)
         )
         # Never block startup on Kafka: the service starts, /readyz says why not.
-        connector = asyncio.create_task(sink.run(), name="kafka-connector")
+        connector = asyncio.create_task(sink.run(), name=f"{settings.bus.kind}-connector")
         yield
         connector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
