@@ -25,6 +25,7 @@ from roomcast_harness.procs import free_port
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra
 from tests.integration.edge.conftest import WAIT, http_get
+from tests.integration.edge.conftest import publisher as publisher  # the fixture, shared
 
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 
