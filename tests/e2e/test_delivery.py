@@ -5,9 +5,18 @@ from __future__ import annotations
 import uuid
 
 import aiohttp
+import pytest
 
 from roomcast_client import Push, RoomcastClient, fetch_token, publish
+from tests.conftest import BUSES, Infra, infra_on
 from tests.e2e.conftest import Stack, assert_no_message
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
+
 
 QUIET = 1.5  # seconds a client must stay silent to show it was not addressed
 

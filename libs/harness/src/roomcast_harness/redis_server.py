@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -62,6 +63,12 @@ class RedisServer:
     def stop(self) -> None:
         if self._proc is not None:
             stop(self._proc, timeout=10)
+            self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, what is persisted is only what was written already."""
+        if self._proc is not None:
+            stop(self._proc, timeout=10, sig=signal.SIGKILL)
             self._proc = None
 
     def __enter__(self) -> RedisServer:

@@ -1,0 +1,167 @@
+"""What only the Redis Streams bus has: backends appending directly, trimming, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection
+
+from roomcast_core import wire
+from roomcast_core.stream_wire import APPEND_SCRIPT, counter_key, partition_for, stream_key
+from roomcast_harness.redis_server import RedisServer
+from tests.conftest import NO_KAFKA, Infra, ServiceFactory
+from tests.integration.edge.conftest import connect, message, metric, recv_json, token
+from tests.integration.publisher.helpers import post
+
+
+def _infra(redis_url: str) -> Infra:
+    return Infra(redis_url, NO_KAFKA, bus="redis")
+
+
+async def _push(ws: ClientConnection) -> dict[str, Any]:
+    while True:
+        body = await recv_json(ws)
+        if "meta" in body:
+            return body
+
+
+async def _backend_append(client: aioredis.Redis, prefix: str, msg: wire.Message) -> str:
+    """What a backend does, from the documented format alone: the script, Kafka's partition."""
+    key = wire.encode_key(msg)
+    partition = partition_for(key, 3)
+    offsets: Any = await client.eval(
+        APPEND_SCRIPT,
+        2,
+        stream_key(prefix, partition),
+        counter_key(prefix, partition),
+        10_000,
+        0,
+        key,
+        wire.encode_value(msg),
+        "",
+        "",
+    )
+    return f"{partition}:{offsets[0]}"
+
+
+async def test_backend_appends_are_delivered_and_malformed_entries_skipped(
+    aof_redis_url: str, topic: str, start_service: ServiceFactory
+) -> None:
+    edge = start_service("edge", _infra(aof_redis_url).env(topic))
+    client = aioredis.Redis.from_url(aof_redis_url)
+    try:
+        ws, _ = await connect(edge, token=token())
+        first = message({"from": "backend"})
+        position = await _backend_append(client, topic, first)
+        push = await _push(ws)
+        assert push["meta"]["message_id"] == first.message_id
+        assert push["meta"]["position"] == position
+        assert push["payload"] == {"from": "backend"}
+
+        before = metric(edge, "roomcast_edge_undecodable_total")
+        broadcast = stream_key(topic, partition_for(wire.BROADCAST_KEY.encode(), 3))
+        # No offset at all, an offset that is no number, then a right offset with junk.
+        await client.xadd(broadcast, {"value": wire.encode_value(message())})
+        await client.xadd(broadcast, {"offset": "seven", "value": b"{}"})
+        offsets: Any = await client.eval(
+            APPEND_SCRIPT, 2, broadcast, broadcast + ":offset", 10_000, 0, b"*", b"[1]", "", ""
+        )
+        assert len(offsets) == 1
+        after = message({"still": "flowing"})
+        await _backend_append(client, topic, after)
+        push = await _push(ws)
+        assert push["meta"]["message_id"] == after.message_id
+        assert metric(edge, "roomcast_edge_undecodable_total") == before + 3
+        # The skipped offset is no gap: a vector past it is recovered.
+        again, hello = await connect(edge, token=token(), since=push["meta"]["position"])
+        assert hello["recovered"] is True
+        await again.close()
+        await ws.close()
+    finally:
+        await client.aclose()
+
+
+async def test_recovered_false_when_the_stream_was_trimmed_past_since(
+    aof_redis_url: str, topic: str, start_service: ServiceFactory
+) -> None:
+    client = aioredis.Redis.from_url(aof_redis_url)
+    try:
+        msgs = [message({"seq": i}) for i in range(10)]
+        for msg in msgs:
+            await _backend_append(client, topic, msg)
+        stream = stream_key(topic, partition_for(wire.BROADCAST_KEY.encode(), 3))
+        partition = stream.rsplit("{", 1)[1].rstrip("}")
+        await client.xtrim(stream, maxlen=3, approximate=False)
+        # An edge starting now fills its history from what the stream kept.
+        edge = start_service("edge", _infra(aof_redis_url).env(topic))
+        ws, hello = await connect(edge, token=token(), since=f"{partition}:2")
+        assert hello["recovered"] is False
+        assert [(await _push(ws))["payload"]["seq"] for _ in range(3)] == [7, 8, 9]
+        covered, hello = await connect(edge, token=token(), since=f"{partition}:7")
+        assert hello["recovered"] is True
+        assert [(await _push(covered))["payload"]["seq"] for _ in range(2)] == [8, 9]
+        for socket in (ws, covered):
+            await socket.close()
+    finally:
+        await client.aclose()
+
+
+async def test_redis_killed_and_restarted_with_aof_loses_and_doubles_nothing(
+    tmp_path: Path, topic: str, start_service: ServiceFactory
+) -> None:
+    redis = RedisServer(tmp_path / "bus-redis", appendonly=True)
+    redis.start()
+    try:
+        env = _infra(redis.url).env(topic, ROOMCAST_REDIS__TIMEOUT="1")
+        publisher = start_service("publisher", env)
+        edge = start_service("edge", env)
+        ws, _ = await connect(edge, token=token(rooms=["r"]), roomIds="r")
+        accepted: list[str] = []
+        unknown: list[str] = []
+
+        async def publish(n: int) -> int:
+            message_id = f"m-{n}-{uuid.uuid4().hex[:6]}"
+            reply = await post(
+                publisher.url + "/v1/messages",
+                {"room": "r", "payload": n, "message_id": message_id},
+            )
+            if reply.status == 202:
+                accepted.append(message_id)
+            elif reply.status == 504:
+                unknown.append(message_id)
+            else:
+                assert reply.status == 503, reply.body
+            return reply.status
+
+        for n in range(20):
+            await publish(n)
+        redis.kill()
+        for n in range(20, 25):
+            await publish(n)  # refused or unknown while Redis is gone
+        redis.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        n = 25
+        while len(accepted) < 60 and loop.time() < deadline:
+            if await publish(n) != 202:
+                await asyncio.sleep(0.1)  # the publisher notices Redis is back within a second
+            n += 1
+        assert len(accepted) >= 60, "publishing never resumed after the restart"
+
+        received: list[str] = []
+        positions: list[int] = []
+        while accepted[-1] not in received:
+            push = await _push(ws)
+            received.append(push["meta"]["message_id"])
+            positions.append(int(push["meta"]["position"].split(":")[1]))
+        assert len(received) == len(set(received)), "a push arrived twice"
+        assert positions == sorted(positions)
+        assert set(accepted) <= set(received), "an accepted message was lost"
+        assert set(received) <= set(accepted) | set(unknown)
+        await ws.close()
+    finally:
+        redis.stop()
