@@ -8,6 +8,7 @@ PYTEST_ARGS ?=
 SOAK_SECONDS ?= 120
 EDGES ?= 1
 TRACING ?=
+BUS ?=
 
 .PHONY: help install-runtime install lint typecheck test test-unit run clean
 
@@ -39,8 +40,8 @@ test: install lint typecheck ## everything: lint, types and the whole test suite
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)
 
-run: install-runtime ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; TRACING=jaeger adds Jaeger; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
-	$(UV) run roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING))
+run: install-runtime ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
+	$(UV) run roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS))
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -68,7 +68,8 @@ def _infra(args: argparse.Namespace) -> int:
 
 def _stack(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-stack-"))
-    return run_stack(StackOptions(workdir=workdir, edges=args.edges, tracing=args.tracing))
+    bus = args.bus or os.environ.get("ROOMCAST_BUS__KIND") or "kafka"
+    return run_stack(StackOptions(workdir=workdir, edges=args.edges, tracing=args.tracing, bus=bus))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["", "jaeger"],
         default="",
         help="jaeger: also run Jaeger and send every service's traces to it",
+    )
+    stack.add_argument(
+        "--bus",
+        choices=["kafka", "redis"],
+        help="redis: Redis Streams (with AOF) instead of Kafka, no Java needed"
+        " (default: ROOMCAST_BUS__KIND, else kafka)",
     )
     stack.set_defaults(func=_stack)
     args = parser.parse_args(argv)

@@ -21,6 +21,8 @@ from roomcast_harness.redis_server import RedisServer
 from roomcast_harness.services import ServiceProcess
 
 DEMO_ORIGINS = "http://localhost:8081,http://127.0.0.1:8081"
+# What the banner shows instead of a Kafka address when the bus is Redis Streams.
+REDIS_BUS = "none (the bus is Redis Streams on the redis above)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class StackOptions:
     publisher_port: int = 8082
     # "jaeger": run Jaeger too and send every service's spans to it
     tracing: str = ""
+    # "redis": the bus is Redis Streams (Redis runs with AOF); no Kafka is started
+    bus: str = "kafka"
 
 
 class _LogFollower(threading.Thread):
@@ -126,10 +130,15 @@ def run_stack(options: StackOptions) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     workdir = options.workdir
-    redis = None if os.environ.get("ROOMCAST_REDIS__URL") else RedisServer(workdir / "redis")
+    on_redis = options.bus == "redis"
+    redis = (
+        None
+        if os.environ.get("ROOMCAST_REDIS__URL")
+        else RedisServer(workdir / "redis", appendonly=on_redis)
+    )
     kafka = (
         None
-        if os.environ.get("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
+        if on_redis or os.environ.get("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
         else KafkaBroker(workdir / "kafka")
     )
     jaeger = JaegerServer(workdir / "jaeger", standard_ports=True) if options.tracing else None
@@ -146,10 +155,18 @@ def run_stack(options: StackOptions) -> int:
             print(f"starting jaeger on port {jaeger.ports['ui']}", flush=True)
             jaeger.start()
         redis_url = redis.url if redis else os.environ["ROOMCAST_REDIS__URL"]
-        bootstrap = (
-            kafka.bootstrap_servers if kafka else os.environ["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"]
-        )
+        if on_redis:
+            bootstrap = REDIS_BUS
+        else:
+            bootstrap = (
+                kafka.bootstrap_servers
+                if kafka
+                else os.environ["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"]
+            )
         env = service_env(os.environ, redis_url, bootstrap)
+        if on_redis:
+            env = {**env, "ROOMCAST_BUS__KIND": "redis"}
+            env.pop("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
         if jaeger:
             # The caller's own ROOMCAST_* choices still win over these.
             env = {**tracing_env(jaeger), **env}
