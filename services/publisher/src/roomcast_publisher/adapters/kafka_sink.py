@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.partitioner import murmur2
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -35,6 +36,7 @@ from roomcast_publisher.adapters.kafka_topic import ensure_topic
 from roomcast_publisher.domain.ports import Delivery, OutcomeUnknown, SinkUnavailable
 
 log = logging.getLogger(__name__)
+_PARTITION_CACHE = 100_000  # keys remembered before the cache starts afresh
 
 
 def producer_options(settings: KafkaSettings, max_record_bytes: int) -> dict[str, Any]:
@@ -75,6 +77,8 @@ class KafkaSink:
         self._problem: str | None = "not connected yet"
         self._fences: dict[int, asyncio.Task[None]] = {}
         self._in_flight = InFlightTracker()
+        self._partition_list: list[int] = []
+        self._partition_cache: dict[bytes, int] = {}
         self._tracer = trace.get_tracer("roomcast_publisher")
 
     # ---- state -----------------------------------------------------------
@@ -161,12 +165,15 @@ class KafkaSink:
                 # producer. A record it does not take fails the rest of the call too, so a
                 # later record of the same key is never published after an earlier refusal.
                 async with asyncio.timeout(self._ack_timeout):
+                    partition_of = self._partitioner(producer)
                     for message in messages:
+                        key = wire.encode_key(message)
                         futures.append(
                             await producer.send(
                                 self._topic,
                                 value=wire.encode_value(message),
-                                key=wire.encode_key(message),
+                                key=key,
+                                partition=partition_of(key),
                                 headers=wire.encode_headers(message, trace_headers),
                             )
                         )
@@ -187,6 +194,27 @@ class KafkaSink:
             return deliveries
         finally:
             span.end()
+
+    def _partitioner(self, producer: AIOKafkaProducer) -> Callable[[bytes], int | None]:
+        """Kafka's default partition for a key (murmur2 of it, as aiokafka would pick),
+        computed once per key: rooms repeat, and the pure-Python hash costs more than the
+        rest of a record's hand-over. None (aiokafka decides) while metadata is missing."""
+        known = producer.client.cluster.partitions_for_topic(self._topic)
+        if not known:
+            return lambda _: None
+        partitions = sorted(known)
+        if partitions != self._partition_list or len(self._partition_cache) > _PARTITION_CACHE:
+            self._partition_list = partitions
+            self._partition_cache = {}
+        cache = self._partition_cache
+
+        def partition_of(key: bytes) -> int:
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            return found
+
+        return partition_of
 
     def _span_attributes(self, messages: Sequence[wire.Message]) -> dict[str, str | int]:
         attributes: dict[str, str | int] = {
