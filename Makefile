@@ -15,9 +15,9 @@ BUS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-install-runtime: ## install what running the stack needs: uv, Python deps (locked), redis-server, Kafka jars
+install-runtime: ## install what running the stack needs: uv, Python deps (locked), redis-server, Kafka jars (not with BUS=redis)
 	$(UV) sync --frozen
-	$(UV) run roomcast-harness prepare
+	$(UV) run roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
 install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, centrifugo, podman
 	$(UV) run roomcast-harness prepare --browser

@@ -23,7 +23,8 @@ from roomcast_harness.stack import StackOptions, run_stack
 
 def _prepare(args: argparse.Namespace) -> int:
     print(f"redis-server: {ensure_redis_installed()}")
-    print(f"kafka jars:   {ensure_kafka_jars()}")
+    if not args.no_kafka:
+        print(f"kafka jars:   {ensure_kafka_jars()}")
     if args.browser:
         print(f"chromium:     {ensure_program('chromium', 'chromium')}")
     return 0
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="install redis-server, resolve the Kafka jars")
     prepare.add_argument("--browser", action="store_true", help="also install chromium (tests)")
+    prepare.add_argument(
+        "--no-kafka", action="store_true", help="skip the Kafka jars (the Redis Streams bus)"
+    )
     prepare.set_defaults(func=_prepare)
     infra = sub.add_parser("infra", help="run Redis and Kafka until interrupted")
     infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
