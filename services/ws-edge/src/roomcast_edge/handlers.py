@@ -91,11 +91,19 @@ async def _connect(
         since = parse_vector(since_text) if since_text is not None else None
     except PositionError as exc:
         return _refuse(metrics, 400, "invalid_since", f"invalid since: {exc}")
+    rewind_text = request.query.get("rewind")
+    try:
+        rewind = protocol.parse_rewind(rewind_text) if rewind_text is not None else 0
+    except ValueError as exc:
+        return _refuse(metrics, 400, "invalid_rewind", f"invalid rewind: {exc}")
+    if rewind and since is not None:
+        return _refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
     connect = ConnectRequest(
         rooms=rooms,
         topics=topics,
         bad_topics=bad_topics,
         since=since,
+        rewind=rewind,
     )
 
     upgrade = handshake.upgrade(request.headers, settings.compression)

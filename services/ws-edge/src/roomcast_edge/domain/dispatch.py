@@ -21,6 +21,7 @@ from roomcast_edge.domain.positions import format_vector
 from roomcast_edge.domain.presence import PresenceQuery
 from roomcast_edge.domain.replay import ReplayJob, Selector
 from roomcast_edge.domain.replay_index import ReplayIndex
+from roomcast_edge.domain.rewind import rewind_since
 from roomcast_edge.domain.session import Session
 
 S = TypeVar("S", bound=Session)
@@ -41,6 +42,7 @@ class ConnectRequest:
     topics: list[tuple[str, str, str]]  # (as written, topic, type)
     bad_topics: list[str]
     since: dict[int, int] | None
+    rewind: int = 0  # the latest N matching messages first (never with `since`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +109,9 @@ class Dispatcher(Generic[S]):
         self.hub = hub
         self.history = history
         self.limits = limits
-        self.tokens = tokens  # verifies refresh tokens; None: refresh is refused
         # Fed by the caller with every publication the history keeps.
         self.index = ReplayIndex(partial(oldest_kept, history))
+        self.tokens = tokens  # verifies refresh tokens; None: refresh is refused
 
     # ---- connecting -------------------------------------------------------
 
@@ -152,6 +154,10 @@ class Dispatcher(Generic[S]):
             job = ReplayJob(self.index, selector, history.rebase(since), None, oldest)
             recovered, replay = self._bounded_replay(job, recovered)
             session.skip = _bounded(history.ahead(since), positions)
+        elif request.rewind:
+            selector = Selector.everything(frozenset(rooms), frozenset(subscriptions))
+            start = rewind_since(self.index, selector, request.rewind, positions)
+            replay = [ReplayJob(self.index, selector, start, None)]
         hello = protocol.connected(
             session.id,
             rooms,
@@ -214,6 +220,8 @@ class Dispatcher(Generic[S]):
             recovered = self.history.covers(request.since)
             if job is not None:
                 recovered, replay = self._bounded_replay(job, recovered)
+        elif not error and job is not None:
+            replay = [job]  # a rewind: at most MAX_REWIND messages
         extra = {"recovered": recovered} if recovered is not None else None
         reply = protocol.reply(request.request_id, request.action, error, extra)
         return Answer(reply, "fail" if error else "ok", recovered, replay, changed)
@@ -297,14 +305,19 @@ class Dispatcher(Generic[S]):
         before: tuple[frozenset[str], frozenset[tuple[str, str]]],
     ) -> ReplayJob | None:
         """What the new room or subscription adds over the session's others, up to now."""
-        if request.since is None:
+        if request.since is None and not request.rewind:
             return None
         hub, history = self.hub, self.history
         old_rooms, old_subs = before
         selector = Selector(
             hub.rooms_of(session), hub.subscriptions_of(session), old_rooms, old_subs
         )
-        since, until = history.rebase(request.since), history.positions()
+        until = history.positions()
+        if request.since is None:
+            assert request.rewind is not None
+            since = rewind_since(self.index, selector, request.rewind, until)
+            return ReplayJob(self.index, selector, since, until)
+        since = history.rebase(request.since)
         return ReplayJob(self.index, selector, since, until, oldest_kept_all(history))
 
 

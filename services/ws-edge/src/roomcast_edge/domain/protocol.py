@@ -2,7 +2,8 @@
 
 Requests (JSON text frames):
     {"request_id": "r1", "action": "subscribe", "params": {"topic": "order", "type": "event"}}
-    actions: subscribe, unsubscribe (topic, type?, since?), join, leave (room, since?), ping,
+    actions: subscribe, unsubscribe (topic, type?, since?, rewind?), join, leave (room,
+    since?, rewind?), ping,
     refresh (token), presence (room)
 Every request gets exactly one reply:
     {"request_id", "action", "status": "ok"|"fail", "error_message", "timestamp"}
@@ -25,6 +26,8 @@ ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave", "refresh", "pres
 MAX_NAME_LENGTH = 256
 # Connect-time refusals listed in `connected`, at most: a long list says no more.
 MAX_REFUSED_LISTED = 64
+# `rewind` asks for at most this many of the latest messages.
+MAX_REWIND = 100
 
 
 class RequestError(Exception):
@@ -45,6 +48,7 @@ class Request:
     room: str | None = None
     since: dict[int, int] | None = None
     token: str | None = None  # refresh only
+    rewind: int | None = None  # subscribe and join only
 
 
 def now_ms() -> int:
@@ -74,6 +78,32 @@ def _since(params: Mapping[str, Any], request_id: Any, action: str) -> dict[int,
         return parse_vector(raw)
     except PositionError as exc:
         raise RequestError(f"invalid since: {exc}", request_id, action) from None
+
+
+def parse_rewind(value: Any) -> int:
+    """A rewind count 0..MAX_REWIND (an int, or its decimal text from a URL); ValueError."""
+    if isinstance(value, str) and value.strip().isdigit() and len(value) <= 8:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"rewind must be an integer from 0 to {MAX_REWIND}")
+    if not 0 <= value <= MAX_REWIND:
+        raise ValueError(f"rewind must be from 0 to {MAX_REWIND}, got {value}")
+    return value
+
+
+def _rewind(params: Mapping[str, Any], request_id: Any, action: str) -> int | None:
+    raw = params.get("rewind")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raise RequestError(f"rewind must be an integer from 0 to {MAX_REWIND}", request_id, action)
+    try:
+        rewind = parse_rewind(raw)
+    except ValueError as exc:
+        raise RequestError(str(exc), request_id, action) from None
+    if params.get("since") is not None:
+        raise RequestError("since and rewind cannot be combined", request_id, action)
+    return rewind
 
 
 def parse_request(data: str | bytes) -> Request:
@@ -112,11 +142,17 @@ def parse_request(data: str | bytes) -> Request:
         topic = _name(params.get("topic"), "topic", request_id, action)
         raw_type = params.get("type")
         type_ = ANY_TYPE if raw_type in (None, "") else _name(raw_type, "type", request_id, action)
-        since = _since(params, request_id, action) if action == "subscribe" else None
-        return Request(request_id, action, topic=topic, type=type_, since=since)
+        if action == "unsubscribe":
+            return Request(request_id, action, topic=topic, type=type_)
+        since = _since(params, request_id, action)
+        rewind = _rewind(params, request_id, action)
+        return Request(request_id, action, topic=topic, type=type_, since=since, rewind=rewind)
     room = _name(params.get("room"), "room", request_id, action)
-    since = _since(params, request_id, action) if action == "join" else None
-    return Request(request_id, action, room=room, since=since)
+    if action != "join":
+        return Request(request_id, action, room=room)
+    since = _since(params, request_id, action)
+    rewind = _rewind(params, request_id, action)
+    return Request(request_id, action, room=room, since=since, rewind=rewind)
 
 
 def reply(

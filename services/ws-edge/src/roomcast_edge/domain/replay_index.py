@@ -160,6 +160,36 @@ class ReplayIndex:
             total += max(0, end - run.index_after(after))
         return total
 
+    def last(
+        self,
+        partition: int,
+        keys: list[Key],
+        matches: Callable[[Publication], bool],
+        n: int,
+        max_scan: int,
+    ) -> list[Publication]:
+        """The latest `n` matching publications of the partition, in offset order.
+
+        Each key's list is walked backwards, at most `max_scan` entries of it.
+        """
+        state = self._partitions.get(partition)
+        if state is None or n <= 0:
+            return []
+        found: list[Publication] = []
+        for key in keys:
+            run = state.runs.get(key)
+            if run is None:
+                continue
+            items, taken = run.items, 0
+            for i in range(len(items) - 1, max(run.head, len(items) - max_scan) - 1, -1):
+                if matches(items[i]):
+                    found.append(items[i])
+                    taken += 1
+                    if taken >= n:
+                        break
+        found.sort(key=_offset)
+        return found[-n:]
+
     def read(self, partition: int, keys: list[Key], after: int) -> Iterator[Publication]:
         """Publications of these keys after `after`, in offset order (one partition).
 
