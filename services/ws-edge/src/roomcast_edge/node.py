@@ -144,9 +144,11 @@ class Node:
         self.history.advance(partition, offset)
 
     def expire_history(self, now: float) -> None:
-        """The history's age bound, and the replay index letting go of what it evicted."""
+        """The history's age bound, and the replay index letting go of what it evicted
+        (a replay that had still to send some of it cannot be exact any more: 4008)."""
         self.history.expire(now)
         self.index.trim()
+        self.fanout.drop_overtaken()
 
     # ---- connecting and requests -------------------------------------------
 

@@ -111,6 +111,19 @@ class ReplayJob:
         if self._until is None:
             self._until = dict(positions)
 
+    def behind(self, index: ReplayIndex) -> bool:
+        """Whether the index let go of publications this job had still to read."""
+        until = self._until
+        for partition in index.partitions:
+            if self._epochs.get(partition, index.epoch(partition)) != index.epoch(partition):
+                continue  # started over: `read` rewinds the job there
+            seen = self._after.get(partition, -1)
+            if until is not None and seen >= until.get(partition, -1):
+                continue
+            if index.dropped(partition) > seen:
+                return True
+        return False
+
     def count(self, index: ReplayIndex) -> int:
         """At most how many publications this job replays (those it would read now)."""
         total = 0
@@ -169,6 +182,9 @@ class Replay:
     def pin(self, positions: Mapping[int, int]) -> None:
         if self.jobs:
             self.jobs[-1].pin(positions)
+
+    def behind(self, index: ReplayIndex) -> bool:
+        return any(job.behind(index) for job in self.jobs)
 
     def extend(self, jobs: list[ReplayJob]) -> None:
         self.jobs.extend(jobs)

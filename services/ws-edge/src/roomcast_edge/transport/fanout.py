@@ -97,6 +97,13 @@ class Fanout:
         if conn.replay is not None:
             conn.replay.pin(positions)
 
+    def drop_overtaken(self) -> None:
+        """Replays the history has overtaken, their clients reading or not, are slow."""
+        index = self._index
+        behind = [c for c in self._replaying if c.replay is not None and c.replay.behind(index)]
+        for conn in behind:
+            self._on_slow(conn)
+
     def writable(self, conn: Connection) -> None:
         """A paused transport drained below its low-water mark."""
         if conn.replay is not None:
