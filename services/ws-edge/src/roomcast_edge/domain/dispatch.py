@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from roomcast_core.tokens import TokenClaims
 from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.history import History
-from roomcast_edge.domain.history_view import oldest_kept, oldest_kept_all
+from roomcast_edge.domain.history_view import oldest_kept, oldest_kept_before
 from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.positions import format_vector
 from roomcast_edge.domain.presence import PresenceQuery
@@ -150,7 +150,7 @@ class Dispatcher(Generic[S]):
             # It follows the stream: the session's live pushes come through it
             # until it has caught up.
             selector = Selector.everything(frozenset(rooms), frozenset(subscriptions))
-            oldest = oldest_kept_all(history)
+            oldest = oldest_kept_before(history, since)
             job = ReplayJob(self.index, selector, history.rebase(since), None, oldest)
             recovered, replay = self._bounded_replay(job, recovered)
             session.skip = _bounded(history.ahead(since), positions)
@@ -318,7 +318,8 @@ class Dispatcher(Generic[S]):
             since = rewind_since(self.index, selector, request.rewind, until)
             return ReplayJob(self.index, selector, since, until)
         since = history.rebase(request.since)
-        return ReplayJob(self.index, selector, since, until, oldest_kept_all(history))
+        oldest = oldest_kept_before(history, request.since)
+        return ReplayJob(self.index, selector, since, until, oldest)
 
 
 def _bounded(ahead: dict[int, int], positions: dict[int, int]) -> dict[int, int] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from roomcast_edge.domain.history import History
 
 # Beyond any Kafka offset: "everything of this partition was seen".
@@ -16,10 +18,16 @@ def oldest_kept(history: History, partition: int) -> int | None:
     return first.offset if first is not None and first.partition == partition else None
 
 
-def oldest_kept_all(history: History) -> dict[int, int]:
-    """`oldest_kept` of every partition that holds publications."""
+def oldest_kept_before(history: History, since: Mapping[int, int]) -> dict[int, int]:
+    """`oldest_kept` of the partitions whose history no longer reaches back to `since`.
+
+    Only those need it (a replay starts there instead); the others cost one check each.
+    """
     oldest: dict[int, int] = {}
     for partition in history.partitions:
+        seen = since.get(partition, -1)
+        if history.covers({partition: seen}, [partition]):
+            continue
         offset = oldest_kept(history, partition)
         if offset is not None:
             oldest[partition] = offset
