@@ -138,7 +138,12 @@ def test_labels_selectors_and_service_agree(default_render: Rendered, key: str) 
 
 def test_secrets_reach_the_services_that_need_them(default_render: Rendered) -> None:
     secret = default_render.one("Secret")
-    assert set(secret["data"]) == {"jwt-secret", "auth-api-keys", "publisher-api-keys"}
+    assert set(secret["data"]) == {
+        "jwt-secret",
+        "auth-api-keys",
+        "publisher-api-keys",
+        "webhook-secret",
+    }
     assert _config(default_render)["ROOMCAST_MODE"] == "production"
 
     def secret_env(key: str) -> dict[str, str]:
@@ -153,7 +158,10 @@ def test_secrets_reach_the_services_that_need_them(default_render: Rendered) -> 
         "ROOMCAST_JWT__SECRET": "jwt-secret",
         "ROOMCAST_AUTH__API_KEYS": "auth-api-keys",
     }
-    assert secret_env("wsEdge") == {"ROOMCAST_JWT__SECRET": "jwt-secret"}
+    assert secret_env("wsEdge") == {
+        "ROOMCAST_JWT__SECRET": "jwt-secret",
+        "ROOMCAST_WEBHOOKS__SECRET": "webhook-secret",
+    }
     assert secret_env("publisher") == {"ROOMCAST_PUBLISHER__API_KEYS": "publisher-api-keys"}
 
 
