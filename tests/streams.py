@@ -43,7 +43,17 @@ class StreamPublisher:
         return (await self.append(wire.encode_key(msg), [wire.encode_value(msg)]))[0]
 
     async def send_many(self, msgs: Sequence[wire.Message]) -> list[str]:
-        return [await self.send(msg) for msg in msgs]
+        """Runs of one key in one script call each (order per key holds either way)."""
+        positions: list[str] = []
+        start = 0
+        while start < len(msgs):
+            key = wire.encode_key(msgs[start])
+            end = start + 1
+            while end < len(msgs) and end - start < 1000 and wire.encode_key(msgs[end]) == key:
+                end += 1
+            positions += await self.append(key, [wire.encode_value(m) for m in msgs[start:end]])
+            start = end
+        return positions
 
     async def send_raw(self, value: bytes, key: bytes = b"*") -> None:
         await self.append(key, [value])

@@ -11,8 +11,14 @@ import aiohttp
 import pytest
 
 from roomcast_client import RoomcastClient, fetch_token, publish
-from tests.conftest import Infra
+from tests.conftest import BUSES, Infra, infra_on
 from tests.e2e.conftest import Stack, assert_no_message, start_stack
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 @pytest.fixture

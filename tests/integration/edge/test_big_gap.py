@@ -6,9 +6,10 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Infra, ServiceFactory
+from tests.conftest import BUSES, Infra, ServiceFactory, infra_on
 from tests.integration.edge.conftest import Publisher, connect, message, recv_json, token
 
 GAP = 16_000
@@ -27,6 +28,12 @@ async def _read_room(ws: ClientConnection, vector: dict[int, int], count: int) -
         vector[partition] = offset
         seqs.append(body["payload"]["seq"])
     return seqs
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 def _vector(text: str) -> dict[int, int]:
