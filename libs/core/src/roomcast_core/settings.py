@@ -406,6 +406,11 @@ def _check_signing(settings: Settings) -> None:
         raise SettingsError(
             "invalid setting: jwt.secret must be at least 32 characters (ROOMCAST_JWT__SECRET)"
         )
+    if settings.webhooks.urls and not settings.webhooks.secret and settings.production:
+        raise SettingsError(
+            "invalid setting: webhooks.secret is required in production mode when "
+            "webhooks.urls is set (ROOMCAST_WEBHOOKS__SECRET)"
+        )
 
 
 # The demo page is served by a local edge; in local mode it may call auth and publisher.
