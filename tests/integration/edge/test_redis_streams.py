@@ -165,3 +165,29 @@ async def test_redis_killed_and_restarted_with_aof_loses_and_doubles_nothing(
         await ws.close()
     finally:
         redis.stop()
+
+
+async def test_a_stream_that_lost_its_data_is_read_again_from_its_new_offsets(
+    aof_redis_url: str, topic: str, start_service: ServiceFactory
+) -> None:
+    edge = start_service("edge", _infra(aof_redis_url).env(topic))
+    client = aioredis.Redis.from_url(aof_redis_url)
+    try:
+        ws, _ = await connect(edge, token=token())
+        before = [message({"seq": i}) for i in range(5)]
+        for msg in before:
+            await _backend_append(client, topic, msg)
+        got = [await _push(ws) for _ in before]
+        assert [p["meta"]["message_id"] for p in got] == [m.message_id for m in before]
+        partition = partition_for(wire.BROADCAST_KEY.encode(), 3)
+        # What a Redis restarted without persistence looks like: stream and counter gone.
+        await client.delete(stream_key(topic, partition), counter_key(topic, partition))
+        after = [message({"seq": 5 + i}) for i in range(2)]
+        positions = [await _backend_append(client, topic, msg) for msg in after]
+        assert positions == [f"{partition}:0", f"{partition}:1"]
+        got = [await _push(ws) for _ in after]
+        assert [p["meta"]["message_id"] for p in got] == [m.message_id for m in after]
+        assert [p["meta"]["position"] for p in got] == positions
+        await ws.close()
+    finally:
+        await client.aclose()

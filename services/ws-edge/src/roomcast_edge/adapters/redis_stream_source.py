@@ -157,12 +157,18 @@ class RedisStreamSource:
 
     async def _first_offset(self, key: str, partition: int, after: str) -> int:
         """The offset of the first entry to be read, or the next one to be appended."""
-        entries: Any = await self._client.xrange(key, min=f"({after}", count=100)
-        for _, fields in entries:
-            try:
-                return decode_entry(b"0-0", fields).offset
-            except EntryError:
-                continue
+        start = f"({after}"
+        while True:
+            entries: Any = await self._client.xrange(key, min=start, count=BATCH_ENTRIES)
+            for _, fields in entries:
+                try:
+                    return decode_entry(b"0-0", fields).offset
+                except EntryError:
+                    continue  # wrong-shaped entries ahead: the first good one counts
+            if len(entries) < BATCH_ENTRIES:
+                break
+            last_id = entries[-1][0]
+            start = "(" + (last_id.decode() if isinstance(last_id, bytes) else str(last_id))
         counter = await self._client.get(counter_key(self._settings.stream, partition))
         return int(counter or 0)
 
