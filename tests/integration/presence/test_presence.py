@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -110,6 +111,10 @@ async def test_bad_presence_requests_fail(stack: Stack) -> None:
         await ws.close()
     status, _ = http_get(f"{stack.publisher.url}/v1/rooms/{'x' * 300}/presence")
     assert status == 400
+    status, body = http_get(f"{stack.publisher.url}/openapi.json")
+    assert status == 200
+    path = json.loads(body)["paths"]["/v1/rooms/{room}/presence"]
+    assert set(path["get"]["responses"]) >= {"200", "400", "401", "503"}
 
 
 async def test_members_of_a_killed_edge_expire_within_the_ttl(

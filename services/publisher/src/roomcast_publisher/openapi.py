@@ -16,6 +16,7 @@ from roomcast_publisher.models import (
     ScoreIn,
     ScoreOut,
 )
+from roomcast_publisher.presence_api import presence_path
 
 
 def openapi(settings: Settings) -> dict[str, Any]:
@@ -92,4 +93,5 @@ def openapi(settings: Settings) -> dict[str, Any]:
             }
         },
     }
+    paths["/v1/rooms/{room}/presence"] = presence_path(security, components)
     return openapi_document("roomcast publisher", "1.0.0", paths, components)

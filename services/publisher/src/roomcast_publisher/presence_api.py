@@ -8,11 +8,13 @@ read never holds a connection the publish path needs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from pydantic import BaseModel
 
-from roomcast_core.api import ApiError, require_api_key
+from roomcast_core.api import ApiError, error_responses, json_content, require_api_key, schema_of
 from roomcast_core.jsonutil import json_response
 from roomcast_core.presence_store import PresenceStore
 from roomcast_publisher.keys import SETTINGS_KEY
@@ -20,6 +22,50 @@ from roomcast_publisher.keys import SETTINGS_KEY
 PRESENCE_STORE_KEY = web.AppKey("presence_store", PresenceStore)
 # Room names are short identifiers (the edge refuses longer ones).
 MAX_ROOM_LENGTH = 256
+
+
+class MemberOut(BaseModel):
+    connection_id: str
+    user_id: str
+    device_id: str
+    joined_at: int
+
+
+class PresenceBody(BaseModel):
+    room: str
+    connections: int
+    users: int
+    members: list[MemberOut]
+
+
+class PresenceOut(BaseModel):
+    presence: PresenceBody
+
+
+def presence_path(security: list[dict[str, list[str]]], components: dict[str, Any]) -> Any:
+    """The endpoint's OpenAPI path item."""
+    return {
+        "get": {
+            "summary": "Who is in a room, on every edge",
+            "description": (
+                "Every connection in the room, on any edge, within about 2 s of its join or "
+                "leave; an edge that died drops out within ROOMCAST_EDGE__PRESENCE_TTL. "
+                "`connections` and `users` are whole counts; `members` lists at most "
+                "ROOMCAST_EDGE__PRESENCE_MAX_MEMBERS of them."
+            ),
+            "security": security,
+            "parameters": [
+                {"name": "room", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {
+                    "description": "the room's presence",
+                    **json_content(schema_of(PresenceOut, components)),
+                },
+                **error_responses(400, 401, 503),
+            },
+        }
+    }
 
 
 async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
