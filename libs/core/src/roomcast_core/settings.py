@@ -112,6 +112,8 @@ class EdgeSettings:
     history_age: float
     history_bytes: int
     max_replay: int
+    # readers of the bus's log at once per edge (history reads, deep recoveries)
+    archive_readers: int
     partition_check_interval: float
     drain_seconds: float
     compression: bool
@@ -256,6 +258,7 @@ def _validators() -> list[Validator]:
                 "edge.history_size",
                 "edge.history_bytes",
                 "edge.max_replay",
+                "edge.archive_readers",
                 "publisher.max_payload_bytes",
                 "publisher.max_batch",
                 "publisher.idempotency_window",
@@ -484,6 +487,7 @@ def _freeze(dyn: Any) -> Settings:
             history_age=float(dyn.edge.history_age),
             history_bytes=dyn.edge.history_bytes,
             max_replay=dyn.edge.max_replay,
+            archive_readers=dyn.edge.archive_readers,
             partition_check_interval=float(dyn.edge.partition_check_interval),
             drain_seconds=float(dyn.edge.drain_seconds),
             compression=dyn.edge.compression,

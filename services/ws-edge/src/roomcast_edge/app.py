@@ -15,6 +15,7 @@ from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx
 from roomcast_core.tokens import verifier_from_settings
+from roomcast_edge.adapters.kafka_archive import KafkaArchive
 from roomcast_edge.adapters.kafka_source import KafkaSource
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
@@ -25,6 +26,7 @@ from roomcast_edge.housekeeping import (
     sweep_revocations,
 )
 from roomcast_edge.keys import (
+    ARCHIVE_KEY,
     METRICS_KEY,
     NODE_KEY,
     PRESENCE_KEY,
@@ -77,6 +79,19 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         node.close(conn, 1001, "going away")
     await node.wait_closed(2.0)
     node.abort_all()
+
+
+async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The bus's log read back, for history reads and recoveries older than the history."""
+    settings = app[SETTINGS_KEY]
+    if settings.bus.kind == "redis":
+        app[ARCHIVE_KEY] = None  # Redis Streams: served from the in-memory history only
+        yield
+        return
+    archive = KafkaArchive(settings.kafka, settings.edge.archive_readers, app[METRICS_KEY])
+    app[ARCHIVE_KEY] = archive
+    yield
+    await archive.close()
 
 
 def _watch_rooms(node: Node, presence: BatchedPresence) -> None:
@@ -159,6 +174,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(presence_ctx)
     app.cleanup_ctx.append(webhook_ctx)
+    app.cleanup_ctx.append(_archive_ctx)
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))

@@ -7,6 +7,7 @@ from aiohttp import web
 from roomcast_core.settings import Settings
 from roomcast_core.tokens import TokenVerifier
 from roomcast_edge.adapters.redis_presence import RedisPresence
+from roomcast_edge.domain.ports import StreamArchive
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
 from roomcast_edge.presence import BatchedPresence
@@ -19,3 +20,5 @@ PRESENCE_KEY = web.AppKey("presence", RedisPresence)
 NODE_KEY = web.AppKey("node", Node)
 REVOCATIONS_KEY = web.AppKey("revocations", BatchedRevocations)
 ROOM_PRESENCE_KEY = web.AppKey("room_presence", BatchedPresence)
+# The bus's own log read back (None: this bus has no read-back, memory only).
+ARCHIVE_KEY: web.AppKey[StreamArchive | None] = web.AppKey("archive")

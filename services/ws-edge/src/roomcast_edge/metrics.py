@@ -92,6 +92,22 @@ class EdgeMetrics:
             "Messages the recovery history holds",
             registry=registry,
         )
+        self.archive_readers = Gauge(
+            "roomcast_edge_archive_readers",
+            "Readers of the bus's own log open now (history reads, deep recoveries)",
+            registry=registry,
+        )
+        self.archive_waiting = Gauge(
+            "roomcast_edge_archive_waiting",
+            "History reads and deep recoveries waiting for a free reader",
+            registry=registry,
+        )
+        self.archive_records = Counter(
+            "roomcast_edge_archive_records",
+            "Records read back from the bus's own log, by purpose",
+            ["purpose"],
+            registry=registry,
+        )
         self.tasks = Gauge(
             "roomcast_edge_asyncio_tasks", "Open asyncio tasks (debug)", registry=registry
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from roomcast_edge.handlers import ws_handler
+from roomcast_edge.history_api import history_handler
 from roomcast_edge.keys import SETTINGS_KEY
 
 # The demo page and the browser client library it uses, shipped inside the package.
@@ -28,6 +29,7 @@ async def _demo_redirect(_: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/v1/history", history_handler)
     app.router.add_get("/demo", _demo_redirect)
     app.router.add_get("/demo/", _demo_index)
     app.router.add_get("/demo/config.json", _demo_config)

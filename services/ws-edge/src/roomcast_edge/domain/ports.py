@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from roomcast_edge.domain.publication import Publication
@@ -36,3 +38,44 @@ class Presence(Protocol):
     async def revoked_among(self, jtis: Sequence[str]) -> set[str]: ...
 
     async def is_revoked(self, jti: str) -> bool: ...
+
+
+class ArchiveGone(Exception):
+    """The bus no longer holds a record that was asked for (retention, truncation)."""
+
+    def __init__(self, partition: int, first: int) -> None:
+        super().__init__(f"partition {partition} holds offsets from {first} on only")
+        self.partition = partition
+        self.first = first
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveChunk:
+    """Records read back in offset order: those decoded, and the last offset read
+    (decodable or not); `last` equals the `after` asked for when nothing came."""
+
+    publications: list[Publication]
+    last: int
+
+
+class ArchiveReader(Protocol):
+    """One reader of the bus's log, held by one history read or recovery at a time."""
+
+    async def read(self, partition: int, after: int, upto: int, max_records: int) -> ArchiveChunk:
+        """Records of `partition` in (after, upto], at most `max_records` of them.
+
+        ArchiveGone when the bus no longer holds `after + 1`.
+        """
+
+
+class StreamArchive(Protocol):
+    """The bus's own log, read back for what the in-memory history no longer holds."""
+
+    async def log_start(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Per partition, the first offset the bus still holds."""
+
+    async def offsets_at(self, timestamp_ms: int, partitions: Sequence[int]) -> dict[int, int]:
+        """Per partition, the first offset at or after the time (the end when none)."""
+
+    def reader(self, purpose: str) -> AbstractAsyncContextManager[ArchiveReader]:
+        """A reader of its own; waits while the edge's readers are all in use."""

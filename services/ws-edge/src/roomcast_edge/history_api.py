@@ -1,0 +1,167 @@
+"""GET /v1/history: a page of past messages, from memory when it can, the bus when it must.
+
+Partitions are read one after the other, each in offset order, from the request's
+vector up to where the edge had read when the request came. What the in-memory
+history still holds is read from it; what is older comes from the bus's own log
+through a borrowed reader (see adapters.kafka_archive), a chunk per await, so the
+event loop and the live stream never wait on it. A page ends at `limit` messages or
+after SCAN_BUDGET records examined; `next` continues exactly after what it covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+
+import orjson
+from aiohttp import web
+
+from roomcast_core.errors import error_response
+from roomcast_core.tokens import TokenError, authenticate
+from roomcast_edge.domain import lifetime
+from roomcast_edge.domain.frames import frame_payload
+from roomcast_edge.domain.history_query import HistoryQuery, QueryError, parse_query
+from roomcast_edge.domain.history_view import oldest_kept
+from roomcast_edge.domain.ports import ArchiveGone, ArchiveReader, StreamArchive
+from roomcast_edge.domain.positions import format_vector
+from roomcast_edge.domain.publication import Publication
+from roomcast_edge.keys import ARCHIVE_KEY, NODE_KEY, REVOCATIONS_KEY, VERIFIER_KEY
+from roomcast_edge.node import Node
+
+# Records examined for one page at most (matching or not): a sparse selection over
+# a long log answers in bounded time with `complete: false` and a `next` further on.
+SCAN_BUDGET = 200_000
+ARCHIVE_CHUNK = 2000
+# A page that needs the bus and cannot get it in this time is a 503, not a stall.
+ARCHIVE_TIMEOUT = 30.0
+
+
+def _token(request: web.Request) -> str:
+    token = request.query.get("token", "")
+    if token:
+        return token
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+async def history_handler(request: web.Request) -> web.Response:
+    app = request.app
+    token = _token(request)
+    if not token:
+        return error_response(401, lifetime.TOKEN_INVALID, "a token is required")
+    try:
+        claims = await authenticate(token, app[VERIFIER_KEY], app[REVOCATIONS_KEY])
+    except TokenError as exc:
+        return error_response(401, lifetime.refusal_code(exc.reason), f"token refused: {exc}")
+    try:
+        query = parse_query(request.query, claims, int(time.time() * 1000))
+    except QueryError as exc:
+        return error_response(exc.status, exc.code, str(exc))
+    node, archive = app[NODE_KEY], app[ARCHIVE_KEY]
+    try:
+        page = await asyncio.wait_for(read_page(node, archive, query), ARCHIVE_TIMEOUT)
+    except (TimeoutError, OSError) as exc:
+        return error_response(
+            503, "history_unavailable", f"the stream's log cannot be read now: {exc!r}"
+        )
+    return web.Response(body=page, content_type="application/json")
+
+
+async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQuery) -> bytes:
+    history = node.history
+    end = history.positions()
+    since = query.since
+    if since is None:
+        assert query.from_ms is not None
+        since = await _since_time(node, archive, query.from_ms, list(end))
+    after = dict(since)
+    found: list[bytes] = []
+    scanned = 0
+    async with contextlib.AsyncExitStack() as stack:
+        reader: ArchiveReader | None = None
+        for partition in sorted(end):
+            last = end[partition]
+            seen = after.get(partition, -1)
+            while seen < last and len(found) < query.limit and scanned < SCAN_BUDGET:
+                if history.covers({partition: seen}, [partition]):
+                    seen, count = _from_memory(node, query, partition, seen, last, found)
+                    scanned += count
+                    continue
+                oldest = oldest_kept(history, partition)
+                upto = last if oldest is None else min(last, oldest - 1)
+                if archive is None:
+                    seen = upto  # this bus keeps nothing older than the history
+                    continue
+                if reader is None:
+                    reader = await stack.enter_async_context(archive.reader("history"))
+                try:
+                    chunk = await reader.read(partition, seen, upto, ARCHIVE_CHUNK)
+                except ArchiveGone as gone:
+                    seen = min(gone.first - 1, upto)  # the bus no longer holds them
+                    continue
+                if chunk.last == seen:
+                    raise OSError("no records came from the stream's log")
+                scanned += chunk.last - seen
+                seen = chunk.last
+                for publication in _matching(query, chunk.publications):
+                    found.append(frame_payload(publication.frame))
+                    if len(found) >= query.limit:
+                        seen = publication.offset
+                        break
+            after[partition] = max(seen, after.get(partition, -1))
+    complete = all(after.get(p, -1) >= last for p, last in end.items())
+    return b"".join(
+        [
+            b'{"messages":[',
+            b",".join(found),
+            b'],"next":',
+            orjson.dumps(format_vector(after)),
+            b',"complete":',
+            b"true" if complete else b"false",
+            b"}",
+        ]
+    )
+
+
+def _matching(query: HistoryQuery, publications: list[Publication]) -> Iterator[Publication]:
+    matches = query.selector.matches
+    return (p for p in publications if matches(p))
+
+
+def _from_memory(
+    node: Node, query: HistoryQuery, partition: int, seen: int, last: int, found: list[bytes]
+) -> tuple[int, int]:
+    """Read the partition's history after `seen` up to `last`: (new seen, records scanned).
+
+    Synchronous: nothing can change the index while it is read.
+    """
+    selector = query.selector
+    scanned = 0
+    for publication in node.index.read(partition, selector.keys(), seen):
+        if publication.offset > last:
+            break
+        scanned += 1
+        if selector.matches(publication):
+            found.append(frame_payload(publication.frame))
+            if len(found) >= query.limit:
+                return publication.offset, scanned
+    return last, scanned
+
+
+async def _since_time(
+    node: Node, archive: StreamArchive | None, from_ms: int, partitions: list[int]
+) -> dict[int, int]:
+    """The vector just before the first record at or after `from_ms` of each partition."""
+    if archive is not None:
+        offsets = await archive.offsets_at(from_ms, partitions)
+        return {p: offset - 1 for p, offset in offsets.items()}
+    # Memory only: the first kept publication young enough, else nothing to read.
+    since = node.history.positions()
+    first: set[int] = set()
+    for publication in node.history.after({}):
+        if publication.partition not in first and publication.timestamp * 1000 >= from_ms:
+            first.add(publication.partition)
+            since[publication.partition] = publication.offset - 1
+    return since
