@@ -71,16 +71,17 @@ class PublisherPlan:
     singles: int  # requests per single-message scenario
     batch_clients: int  # concurrent connections posting batches
     batches: dict[int, int]  # batch size -> requests
-    bare_records: int  # records the bare producers send
+    bare_records: int  # records the bare aiokafka producer sends
+    perf_records: int  # records ProducerPerformance sends (more: the JVM warms up first)
     warmup: int  # requests before each HTTP scenario, not measured
 
 
 PLANS = {
     plan.name: plan
     for plan in (
-        PublisherPlan("full", 64, 20_000, 4, {100: 300, 1000: 40}, 60_000, 1_000),
-        PublisherPlan("quick", 64, 5_000, 4, {100: 80, 1000: 10}, 20_000, 500),
-        PublisherPlan("smoke", 4, 40, 2, {100: 2, 1000: 1}, 300, 10),
+        PublisherPlan("full", 64, 20_000, 4, {100: 300, 1000: 40}, 60_000, 300_000, 1_000),
+        PublisherPlan("quick", 64, 5_000, 4, {100: 80, 1000: 10}, 20_000, 100_000, 500),
+        PublisherPlan("smoke", 4, 40, 2, {100: 2, 1000: 1}, 300, 300, 10),
     )
 }
 
@@ -511,14 +512,14 @@ async def _measure(
         log(f"bare_aiokafka: {results['bare_aiokafka']['acked_per_s']:,.0f} acked/s")
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         errors["bare_aiokafka"] = str(exc)
-    log(f"producer_performance: {plan.bare_records} records")
+    log(f"producer_performance: {plan.perf_records} records")
     payloads = workdir / "payloads.txt"
     payloads.write_bytes(
         b"\n".join(record_value(run_id, i) for i in range(min(plan.bare_records, 10_000)))
     )
     try:
         results["producer_performance"] = await asyncio.to_thread(
-            producer_performance, bootstrap, topics["perf"], plan.bare_records, payloads
+            producer_performance, bootstrap, topics["perf"], plan.perf_records, payloads
         )
         per_s = results["producer_performance"]["acked_per_s"]
         log(f"producer_performance: {per_s:,.0f} records/s")
@@ -527,11 +528,19 @@ async def _measure(
     return summarize(plan, results, errors)
 
 
-def _ratios(figure: float | None, anchors: dict[str, Any]) -> dict[str, float | None]:
-    return {
-        f"vs_{name}": ratio(figure, (anchor or {}).get("acked_per_s"))
+def _ratios(figures: dict[str, Any], anchors: dict[str, Any]) -> dict[str, float | None]:
+    out = {
+        f"vs_{name}": ratio(figures.get("acked_per_s"), (anchor or {}).get("acked_per_s"))
         for name, anchor in anchors.items()
     }
+    # CPU per message, anchor's over ours: what the ratio would be if both processes got
+    # the same share of a core (the scheduler of a busy machine does not promise that).
+    ours = figures.get("server_cpu_us_per_message")
+    aiokafka = (anchors.get("bare_aiokafka") or {}).get("cpu_us_per_message")
+    http = (anchors.get("bare_http") or {}).get("server_cpu_us_per_message")
+    out["cpu_vs_bare_aiokafka"] = ratio(aiokafka, ours)
+    out["cpu_vs_bare_http"] = ratio(http, ours)
+    return out
 
 
 def at_least(name: str, target: str, measured: float | None, floor: float) -> Verdict:
@@ -556,7 +565,7 @@ def summarize(
     for name, figures in scenarios.items():
         if not (name.startswith("single_") or name.startswith("batch_")):
             continue
-        ratios[name] = _ratios(figures.get("acked_per_s"), anchors)
+        ratios[name] = _ratios(figures, anchors)
         if name.startswith("single_"):
             anchor, what = "vs_bare_http", "one message per request"
         else:
@@ -612,7 +621,8 @@ def summary_lines(results: dict[str, Any]) -> Iterator[str]:
         if name in results["ratios"]:
             ratios = results["ratios"][name]
             line += "  " + "  ".join(
-                f"{r:.2f}x {k[3:]}" if r is not None else f"- {k[3:]}" for k, r in ratios.items()
+                f"{r:.2f}x {k.removeprefix('vs_')}" if r is not None else f"- {k}"
+                for k, r in ratios.items()
             )
         yield line
     for verdict in results["targets"]:
