@@ -26,6 +26,7 @@ from bench.messages import wire_message, wire_record
 from roomcast_core import wire
 
 BATCH_LIMIT = 1000
+API_BATCH = 10
 
 
 class Feed(Protocol):
@@ -195,8 +196,11 @@ class CentrifugoApiFeed:
             record = wire_record(request, now)
             channel = centrifugo_channel(record.get("topic"), record.get("type"))
             commands.append({"publish": {"channel": channel, "data": record}})
-        for start in range(0, len(commands), BATCH_LIMIT):
-            body = {"commands": commands[start : start + BATCH_LIMIT]}
+        # Publishing is synchronous in its API (each publish is queued to every subscriber
+        # before the answer) and its HTTP server closes a request after 10 s: a burst to
+        # thousands of clients goes in small batches.
+        for start in range(0, len(commands), API_BATCH):
+            body = {"commands": commands[start : start + API_BATCH]}
             async with self._session.post(self._url, json=body, headers=self._headers) as response:
                 text = await response.text()
                 if response.status != 200:
