@@ -450,7 +450,13 @@ def readme_table(results: dict[str, Any]) -> str:
         f"Run `{results['plan']['name']}` at commit {results['commit']} on {results['generated_at']}:"
         f" {meta['cpus']} cores, server on {meta['server_cores']}, load on {meta['load_cores']},"
         f" Python {meta['python']}, Node {meta['node']}; roomcast fed through"
-        f" {results['feeds'].get(ROOMCAST, '-')}."
+        f" {results['feeds'].get(ROOMCAST, '-')}"
+        + (
+            f"; load average {meta['load_average_1m']:g} at the end"
+            if isinstance(meta.get("load_average_1m"), int | float)
+            else ""
+        )
+        + "."
     )
     return "\n".join(rows)
 
