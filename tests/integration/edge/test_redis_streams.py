@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -189,5 +190,79 @@ async def test_a_stream_that_lost_its_data_is_read_again_from_its_new_offsets(
         assert [p["meta"]["message_id"] for p in got] == [m.message_id for m in after]
         assert [p["meta"]["position"] for p in got] == positions
         await ws.close()
+    finally:
+        await client.aclose()
+
+
+async def _old_entries(
+    client: aioredis.Redis, topic: str, msgs: list[wire.Message], age_seconds: float
+) -> None:
+    """Entries as the append script would have left them `age_seconds` ago."""
+    partition = partition_for(wire.BROADCAST_KEY.encode(), 3)
+    stream, counter = stream_key(topic, partition), counter_key(topic, partition)
+    then_ms = int((time.time() - age_seconds) * 1000)
+    for n, msg in enumerate(msgs):
+        offset = await client.incr(counter) - 1
+        fields = {"offset": offset, "key": b"*", "value": wire.encode_value(msg)}
+        await client.xadd(stream, fields, id=f"{then_ms}-{n + 1}")  # type: ignore[arg-type]
+
+
+async def test_start_up_fill_reads_only_what_is_young_enough(
+    aof_redis_url: str, topic: str, start_service: ServiceFactory
+) -> None:
+    client = aioredis.Redis.from_url(aof_redis_url)
+    try:
+        old = [message({"seq": i}) for i in range(5)]
+        await _old_entries(client, topic, old, age_seconds=3600)
+        young = [message({"seq": 5 + i}) for i in range(3)]
+        for msg in young:
+            await _backend_append(client, topic, msg)
+        partition = partition_for(wire.BROADCAST_KEY.encode(), 3)
+        edge = start_service(
+            "edge", _infra(aof_redis_url).env(topic, ROOMCAST_EDGE__HISTORY_AGE="60")
+        )
+        # The hour-old entries are not in the history: a vector before them is not covered.
+        stale, hello = await connect(edge, token=token(), since=f"{partition}:0")
+        assert hello["recovered"] is False
+        assert [(await _push(stale))["payload"]["seq"] for _ in young] == [5, 6, 7]
+        # One that saw every old entry is.
+        fresh, hello = await connect(edge, token=token(), since=f"{partition}:4")
+        assert hello["recovered"] is True
+        assert [(await _push(fresh))["payload"]["seq"] for _ in young] == [5, 6, 7]
+        for socket in (stale, fresh):
+            await socket.close()
+    finally:
+        await client.aclose()
+
+
+async def test_the_append_script_trims_by_length_and_by_age(aof_redis_url: str, topic: str) -> None:
+    client = aioredis.Redis.from_url(aof_redis_url)
+    try:
+        stream, counter = stream_key(topic, 0), counter_key(topic, 0)
+        args: list[Any] = []
+        for n in range(1000):
+            args += [b"k", wire.encode_value(message({"n": n})), "", ""]
+        offsets: Any = await client.eval(APPEND_SCRIPT, 2, stream, counter, 100, 0, *args)
+        assert offsets == list(range(1000))
+        kept = await client.xlen(stream)
+        assert 100 <= kept < 1000  # MAXLEN ~: whole nodes go, never below the bound
+        broadcasts = partition_for(wire.BROADCAST_KEY.encode(), 3)
+        aged = stream_key(topic, broadcasts)
+        await _old_entries(client, topic, [message() for _ in range(300)], age_seconds=3600)
+        before = await client.xlen(aged)
+        assert before == 300
+        await client.eval(
+            APPEND_SCRIPT,
+            2,
+            aged,
+            counter_key(topic, broadcasts),
+            100_000,
+            60_000,
+            b"*",
+            b"{}",
+            "",
+            "",
+        )
+        assert await client.xlen(aged) < before  # MINID ~: the hour-old nodes are gone
     finally:
         await client.aclose()
