@@ -57,7 +57,10 @@ def _links_ctx(settings: Settings) -> CleanupCtx:
         )
         health = app[HEALTH_KEY]
         health.add_check("redis", store.readiness)
-        health.add_check(settings.bus.kind, sink.readiness)
+        # Not "redis": that is the idempotency store's check, on the same server or not.
+        health.add_check(
+            "redis-streams" if settings.bus.kind == "redis" else "kafka", sink.readiness
+        )
         app[PUBLISHER_KEY] = Publisher(
             sink, store, app[PUBLISHER_METRICS_KEY], policy_for(settings)
         )
