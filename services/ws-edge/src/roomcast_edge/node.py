@@ -75,7 +75,10 @@ class Node:
             tokens=verifier,
         )
         self.index = self.dispatcher.index
-        self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow, self.index)
+        # Enough for a client that adds every room and subscription it may hold with
+        # a `since` while its connect replay runs.
+        jobs = 2 * (settings.max_subscriptions + settings.max_rooms) + 8
+        self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow, self.index, jobs)
         self.connections: dict[str, Connection] = {}
         # Slots held by handshakes in progress (between the limit check and `open`).
         self._reserved = 0

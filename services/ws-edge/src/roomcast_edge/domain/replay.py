@@ -111,6 +111,15 @@ class ReplayJob:
         if self._until is None:
             self._until = dict(positions)
 
+    @property
+    def exhausted(self) -> bool:
+        """A pinned job that has read all its range (it may still be in a queue)."""
+        until = self._until
+        if until is None:
+            return False
+        after = self._after
+        return all(after.get(p, -1) >= offset for p, offset in until.items())
+
     def behind(self, index: ReplayIndex) -> bool:
         """Whether the index let go of publications this job had still to read."""
         until = self._until
@@ -181,7 +190,10 @@ class Replay:
 
     def pin(self, positions: Mapping[int, int]) -> None:
         if self.jobs:
-            self.jobs[-1].pin(positions)
+            last = self.jobs[-1]
+            last.pin(positions)
+            if last.exhausted:
+                self.jobs.pop()  # it had nothing left to read: requests in a burst add none
 
     def behind(self, index: ReplayIndex) -> bool:
         return any(job.behind(index) for job in self.jobs)

@@ -49,8 +49,12 @@ class Fanout:
         max_outbound_bytes: int,
         on_slow: Callable[[Connection], None],
         index: ReplayIndex,
+        max_replay_jobs: int = 256,
     ) -> None:
+        """`max_replay_jobs`: replay jobs one connection may have waiting (each request
+        with `since` adds one): a client that asks for more than it reads is slow."""
         self._loop = loop
+        self._max_replay_jobs = max_replay_jobs
         self._limit = max_outbound_bytes
         self._on_slow = on_slow
         self._index = index
@@ -89,6 +93,9 @@ class Fanout:
             self._replaying[conn] = None
         else:
             conn.replay.extend(jobs)
+            if len(conn.replay.jobs) > self._max_replay_jobs:
+                self._on_slow(conn)
+                return
         self._schedule()
 
     @staticmethod
