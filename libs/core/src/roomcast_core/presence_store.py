@@ -224,8 +224,14 @@ class PresenceStore:
     def _queue(
         pipe: aioredis.client.Pipeline, script: Any, keys: list[str], args: list[Any]
     ) -> None:
-        pipe.scripts.add(script)
+        # EVALSHA alone: a pipeline told of its scripts asks SCRIPT EXISTS first, a
+        # round trip of its own on every flush. See `load` for a Redis without them.
         pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    async def load(self) -> None:
+        """Load the scripts (after a start, or a Redis that answered NOSCRIPT)."""
+        for script in (self._apply, self._sweep, self._heartbeat, self._read, self._retire):
+            await self.client.script_load(script.script)
 
     async def read(self, room: str, cap: int) -> dict[str, Any]:
         raw = await self._read(keys=[room_key(room), users_key(room)], args=[cap])

@@ -98,8 +98,9 @@ class EdgeSettings:
     heartbeat_check_interval: float
     max_rooms: int
     max_subscriptions: int
-    # presence: seconds a dead edge's members outlive it, members listed at most,
-    # join/leave pushes to room members
+    # presence: kept at all (off only to measure its cost), seconds a dead edge's
+    # members outlive it, members listed at most, join/leave pushes to room members
+    presence: bool
     presence_ttl: float
     presence_max_members: int
     presence_events: bool
@@ -303,7 +304,7 @@ def _validators() -> list[Validator]:
             "a comma-separated list",
         ),
         *check(
-            ["edge.compression", "edge.trace_id_in_meta", "edge.presence_events"],
+            ["edge.compression", "edge.trace_id_in_meta", "edge.presence", "edge.presence_events"],
             lambda v: isinstance(v, bool),
             "true or false",
         ),
@@ -475,6 +476,7 @@ def _freeze(dyn: Any) -> Settings:
             heartbeat_check_interval=float(dyn.edge.heartbeat_check_interval),
             max_rooms=dyn.edge.max_rooms,
             max_subscriptions=dyn.edge.max_subscriptions,
+            presence=dyn.edge.presence,
             presence_ttl=float(dyn.edge.presence_ttl),
             presence_max_members=dyn.edge.presence_max_members,
             presence_events=dyn.edge.presence_events,

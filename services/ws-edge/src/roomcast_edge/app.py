@@ -19,6 +19,7 @@ from roomcast_edge.adapters.kafka_archive import KafkaArchive
 from roomcast_edge.adapters.kafka_source import KafkaSource
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
+from roomcast_edge.deep_recovery import DeepRecoveries
 from roomcast_edge.housekeeping import (
     check_heartbeats,
     close_revoked,
@@ -70,11 +71,17 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier=app[VERIFIER_KEY],
         revocations=app[REVOCATIONS_KEY],
         leeway=settings.jwt.leeway,
-        presence=app[ROOM_PRESENCE_KEY],
+        presence=app[ROOM_PRESENCE_KEY] if settings.edge.presence else None,
     )
-    _watch_rooms(app[NODE_KEY], app[ROOM_PRESENCE_KEY])
+    if settings.edge.presence:
+        _watch_rooms(app[NODE_KEY], app[ROOM_PRESENCE_KEY])
+    archive = app[ARCHIVE_KEY]
+    if archive is not None:
+        app[NODE_KEY].deep = DeepRecoveries(archive, app[NODE_KEY].fanout)
     yield
     node = app[NODE_KEY]
+    if node.deep is not None:
+        await node.deep.close()
     for conn in list(node.connections.values()):
         node.close(conn, 1001, "going away")
     await node.wait_closed(2.0)
@@ -181,7 +188,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))
     app.cleanup_ctx.append(_task_ctx("revocations", _revocations))
     app.cleanup_ctx.append(_task_ctx("revocation-sweep", _sweep))
-    if settings.edge.presence_events:
+    if settings.edge.presence and settings.edge.presence_events:
         app.cleanup_ctx.append(_task_ctx("presence-notices", _presence_notices))
     add_routes(app)
     return app

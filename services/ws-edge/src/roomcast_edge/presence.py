@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.exceptions import NoScriptError
 
 from roomcast_core.presence_store import (
     NOTICE_CHANNEL,
@@ -164,6 +165,17 @@ class BatchedPresence:
         except Exception as exc:
             self._failed(exc, changes, queries)
             return False
+        if any(isinstance(r, NoScriptError) for r in results):
+            # A Redis that restarted has no scripts: load them and send it all again.
+            self.pending.restore(changes)
+            for room, futures in queries.items():
+                self._queries.setdefault(room, []).extend(futures)
+            try:
+                await self.store.load()
+            except Exception as exc:
+                self._failed(exc, [], {})
+                return False
+            return True
         self.metrics.flushes.inc()
         ok = True
         for chunk, result in zip(chunks, results, strict=False):

@@ -48,6 +48,12 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[ROOM_PRESENCE_KEY] = presence
     app[HEALTH_KEY].add_check("presence", presence.readiness)
+    if not settings.edge.presence:
+        yield
+        await client.aclose()
+        return
+    with contextlib.suppress(Exception):  # Redis away: loaded when it answers NOSCRIPT
+        await presence.store.load()
     task = asyncio.create_task(presence.run(), name="presence-heartbeat")
     yield
     task.cancel()
