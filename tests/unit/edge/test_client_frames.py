@@ -233,6 +233,15 @@ async def test_client_close_is_answered_with_its_code_then_the_socket_closes() -
     assert node.texts == []
 
 
+async def test_a_close_frame_followed_by_eof_is_still_answered() -> None:
+    conn, _, transport = _connection()
+    conn.data_received(masked(0x8, struct.pack("!H", 1000)))
+    assert conn.eof_received() is True  # keep the socket open for the answer
+    await asyncio.sleep(0)
+    assert transport.writes == [close_frame(1000)]
+    assert transport.closed
+
+
 async def test_server_close_waits_for_the_answer_and_drops_data_meanwhile() -> None:
     conn, node, transport = _connection()
     conn.send_close(4000, "heartbeat timeout", 5.0, 5.0)

@@ -62,6 +62,14 @@ async def _big_message_ping_close(c: RawClient) -> None:
     await c.closed_with(1000, answer=False)
 
 
+@cases.case("7.1.x1")
+async def _close_then_half_close(c: RawClient) -> None:
+    await c.send(frame(TEXT, request("before")), frame(CLOSE, close_payload(1000)))
+    c.writer.write_eof()  # the client is done sending: the answer must still come
+    await c.reply("before")
+    await c.closed_with(1000, answer=False)
+
+
 # ---- 7.3: close payloads ----------------------------------------------------------
 
 

@@ -123,7 +123,9 @@ class Connection(Session, asyncio.Protocol):
             self._handler.refuse(self, exc.code, exc.reason)
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too
+        # A client that half-closes right after its close frame still gets our answer,
+        # which ends the connection; otherwise close our side too.
+        return True if self._peer_closed else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closing is not None:
