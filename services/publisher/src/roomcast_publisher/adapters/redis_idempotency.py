@@ -15,7 +15,6 @@ than Redis's own work).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -31,14 +30,16 @@ from roomcast_publisher.domain.ports import (
     Receipt,
     StoreUnavailable,
 )
+from roomcast_publisher.domain.publishing import uuid4_hex_source
 
-# KEYS: the ids' keys. ARGV[1]: hold in ms, ARGV[1 + i]: the pending marker for KEYS[i].
+# KEYS: the ids' keys. ARGV[1]: hold in ms, ARGV[1 + i]: the claim token for KEYS[i].
 # Per key: 1 when this caller now holds it, else the current value, or 0 when it
 # vanished between the SET and the GET (its owner just let go).
 _CLAIM = """
 local out = {}
 for i, key in ipairs(KEYS) do
-    if redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
+    local marker = '{"state":"pending","token":"' .. ARGV[i + 1] .. '"}'
+    if redis.call('SET', key, marker, 'NX', 'PX', ARGV[1]) then
         out[i] = 1
     else
         out[i] = redis.call('GET', key) or 0
@@ -47,19 +48,20 @@ end
 return out
 """
 
-# KEYS: the ids' keys. ARGV, three per key: "done", the receipt, the window in seconds;
-# or "release", the claim's token, "". A marker is deleted only while it is still ours:
-# one that expired and was claimed by another request must survive our late failure.
+# KEYS: receipts' keys, then released claims' keys. ARGV[1]: the window in seconds,
+# ARGV[2]: how many receipts, then per key its receipt or its claim token. A marker is
+# deleted only while it is still ours: one that expired and was claimed by another
+# request must survive our late failure.
 _SETTLE = """
+local window, receipts = ARGV[1], tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do
-    local kind, value = ARGV[3 * i - 2], ARGV[3 * i - 1]
-    if kind == 'done' then
-        redis.call('SET', key, value, 'EX', ARGV[3 * i])
+    if i <= receipts then
+        redis.call('SET', key, ARGV[i + 2], 'EX', window)
     else
         local current = redis.call('GET', key)
         if current then
             local ok, record = pcall(cjson.decode, current)
-            if ok and type(record) == 'table' and record['token'] == value then
+            if ok and type(record) == 'table' and record['token'] == ARGV[i + 2] then
                 redis.call('DEL', key)
             end
         end
@@ -142,39 +144,51 @@ class RedisIdempotencyStore:
         self._client = client
         self._claim_script = client.register_script(_CLAIM)
         self._settle_script = client.register_script(_SETTLE)
+        self._new_token = uuid4_hex_source()
         # One claim call and one settle call at a time; each may carry many requests.
-        self._claims: _Coalescer[tuple[str, bytes, int], Any] = _Coalescer(self._claim_many)
-        self._settles: _Coalescer[tuple[str, bytes, bytes, int], None] = _Coalescer(
+        # Claim items: (key, token, hold ms); settle items: (key, receipt or None, token,
+        # window seconds).
+        self._claims: _Coalescer[tuple[str, str, int], Any] = _Coalescer(self._claim_many)
+        self._settles: _Coalescer[tuple[str, bytes | None, str, int], None] = _Coalescer(
             self._settle_many
         )
 
-    async def _claim_many(self, items: list[tuple[str, bytes, int]]) -> list[Any]:
+    async def _claim_many(self, items: list[tuple[str, str, int]]) -> list[Any]:
         # Holds differ only if callers' policies do; the longest is the safe one.
         hold_ms = max(hold for _, _, hold in items)
         replies = await self._claim_script(
-            keys=[key for key, _, _ in items], args=[hold_ms, *(marker for _, marker, _ in items)]
+            keys=[key for key, _, _ in items], args=[hold_ms, *(token for _, token, _ in items)]
         )
         if not isinstance(replies, list) or len(replies) != len(items):
             raise RedisError(f"claim script answered {replies!r}")
         return replies
 
-    async def _settle_many(self, items: list[tuple[str, bytes, bytes, int]]) -> list[None]:
-        args: list[bytes | int] = []
-        for _, kind, value, window in items:
-            args += (kind, value, window)
-        await self._settle_script(keys=[key for key, _, _, _ in items], args=args)
+    async def _settle_many(self, items: list[tuple[str, bytes | None, str, int]]) -> list[None]:
+        releases = [(key, token) for key, receipt, token, _ in items if receipt is None]
+        by_window: dict[int, list[tuple[str, bytes]]] = {}
+        for key, receipt, _, window in items:
+            if receipt is not None:
+                by_window.setdefault(window, []).append((key, receipt))
+        calls = [(window, receipts) for window, receipts in by_window.items()] or [(0, [])]
+        for index, (window, receipts) in enumerate(calls):
+            released = releases if index == 0 else []
+            await self._settle_script(
+                keys=[key for key, _ in receipts] + [key for key, _ in released],
+                args=[
+                    window,
+                    len(receipts),
+                    *(receipt for _, receipt in receipts),
+                    *(token for _, token in released),
+                ],
+            )
         return [None] * len(items)
 
     async def claim(self, message_ids: Sequence[str], hold_seconds: float) -> list[Claim]:
-        tokens = [uuid.uuid4().hex for _ in message_ids]
+        tokens = [self._new_token() for _ in message_ids]
         hold_ms = max(1, int(hold_seconds * 1000))
         replies = await self._claims.run(
             [
-                (
-                    idempotency_key(message_id),
-                    orjson.dumps({"state": "pending", "token": token}),
-                    hold_ms,
-                )
+                (idempotency_key(message_id), token, hold_ms)
                 for message_id, token in zip(message_ids, tokens, strict=True)
             ]
         )
@@ -201,10 +215,9 @@ class RedisIdempotencyStore:
         releases: Sequence[tuple[str, str]],
         window_seconds: int,
     ) -> None:
-        items: list[tuple[str, bytes, bytes, int]] = [
+        items: list[tuple[str, bytes | None, str, int]] = [
             (
                 idempotency_key(receipt.message_id),
-                b"done",
                 orjson.dumps(
                     {
                         "state": "done",
@@ -213,14 +226,12 @@ class RedisIdempotencyStore:
                         "receive_time": receipt.receive_time,
                     }
                 ),
+                "",
                 window_seconds,
             )
             for receipt in receipts
         ]
-        items += [
-            (idempotency_key(message_id), b"release", token.encode(), 0)
-            for message_id, token in releases
-        ]
+        items += [(idempotency_key(message_id), None, token, 0) for message_id, token in releases]
         if items:
             await self._settles.run(items)
 
