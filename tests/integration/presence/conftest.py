@@ -55,6 +55,8 @@ class Receiver:
     port: int
     deliveries: list[Delivery] = field(default_factory=list)
     answer: Callable[[dict[str, Any]], int] = lambda _: 200
+    # Seconds the receiver waits before answering (a hanging receiver).
+    hang: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -82,6 +84,8 @@ class Receiver:
 def _serve(receiver: Receiver, started: threading.Event, stop: threading.Event) -> None:
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
+        if receiver.hang:
+            await asyncio.sleep(receiver.hang)
         status = receiver.answer(json.loads(body))
         with receiver.lock:
             receiver.deliveries.append(

@@ -6,14 +6,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection
+
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra
-from tests.integration.edge.conftest import connect, token
+from tests.integration.edge.conftest import (
+    Publisher,
+    connect,
+    message,
+    metric,
+    recv_json,
+    request,
+    token,
+)
 from tests.integration.presence.conftest import (
     WEBHOOK_SECRET,
     Receiver,
@@ -145,3 +156,47 @@ async def test_delivery_resumes_after_the_sender_is_killed_mid_retry(
     finally:
         receiver.answer = lambda _: 200
         edge.stop()
+
+
+async def _join_leave_seconds(ws: ClientConnection, rounds: int) -> float:
+    """Seconds for `rounds` join + leave requests (each a pair of transitions)."""
+    started = time.perf_counter()
+    for n in range(rounds):
+        room = f"churn-{uuid.uuid4().hex[:8]}"
+        assert (await request(ws, "join", {"room": room}, request_id=f"j{n}"))["status"] == "ok"
+        assert (await request(ws, "leave", {"room": room}, request_id=f"l{n}"))["status"] == "ok"
+    return time.perf_counter() - started
+
+
+async def test_a_hanging_receiver_delays_no_connection_and_no_push(
+    stack: Stack, receiver: Receiver, publisher: Publisher
+) -> None:
+    edge = stack.edges[0]
+    publisher.topic = stack.env["ROOMCAST_KAFKA__TOPIC"]
+    room = _room()
+    ws, _ = await connect(edge, token=token(subject="erin"), roomIds=room)
+    baseline = await _join_leave_seconds(ws, 15)
+    await asyncio.sleep(1.0)  # the request budget (REQUEST_RATE) fills up again
+
+    def failed() -> float:
+        name = 'roomcast_webhook_deliveries_total{result="failed"}'
+        return sum(metric(e, name) for e in stack.edges)
+
+    failed_before = failed()
+    receiver.hang = 30.0  # far past the timeout: every post times out
+    try:
+        churn = await _join_leave_seconds(ws, 15)
+        await eventually(lambda: failed() > failed_before)  # the posts did hang
+        other, _ = await connect(edge, token=token(subject="frank"), roomIds=room)
+        msg = message("while the receiver hangs", room=room)
+        await publisher.send(msg)
+        for client in (ws, other):
+            while (body := await recv_json(client)).get("meta") is None:
+                pass
+            assert body["meta"]["message_id"] == msg.message_id
+        await other.close()
+    finally:
+        receiver.hang = 0.0
+    await ws.close()
+    # Requests, connects and pushes go on at their pace (the ratio allows for noise).
+    assert churn <= 3 * baseline + 0.5, (churn, baseline)
