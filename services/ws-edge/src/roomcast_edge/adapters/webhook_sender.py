@@ -229,7 +229,9 @@ class WebhookSender:
                 log.warning("webhook ack failed", extra={"error": repr(exc)})
 
     async def _housekeep(self) -> None:
-        """Backlog gauge every scan; entries past the retry window trimmed now and then."""
+        """Backlog gauge every scan; now and then, entries past the retry window trimmed
+        and the consumers of edges gone for good (nothing pending, idle past the retry
+        window) forgotten, so restarts do not pile up consumers."""
         trimmed = 0.0
         while True:
             try:
@@ -244,11 +246,20 @@ class WebhookSender:
                     trimmed = now
                     horizon = int((time.time() - self.settings.retry_for - TRIM_SECONDS) * 1000)
                     await self.client.xtrim(self.stream, minid=max(horizon, 0), approximate=True)
+                    for group in groups:
+                        await self._forget_consumers(group)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # no stream yet, or Redis away
                 log.debug("webhook housekeeping skipped", extra={"error": repr(exc)})
             await asyncio.sleep(SCAN_SECONDS)
+
+    async def _forget_consumers(self, group: str) -> None:
+        idle_ms = self.settings.retry_for * 1000
+        for consumer in await self.client.xinfo_consumers(self.stream, group):
+            name = _text(consumer["name"])
+            if name != self.consumer and not consumer["pending"] and consumer["idle"] > idle_ms:
+                await self.client.xgroup_delconsumer(self.stream, group, name)
 
 
 def _text(value: Any) -> str:
