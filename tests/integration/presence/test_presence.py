@@ -163,3 +163,19 @@ async def test_members_of_a_killed_edge_expire_within_the_ttl(
         for ws in victims:
             await ws.close()
         doomed.stop()
+
+
+def test_the_rest_api_takes_the_publishing_keys(stack: Stack, tmp_path: Path) -> None:
+    keyed = ServiceProcess(
+        "publisher", {**stack.env, "ROOMCAST_PUBLISHER__API_KEYS": "k1,k2"}, tmp_path, name="pub"
+    )
+    keyed.start()
+    try:
+        url = f"{keyed.url}/v1/rooms/{_room()}/presence"
+        assert http_get(url)[0] == 401
+        assert http_get(url, {"Authorization": "Bearer nope"})[0] == 401
+        status, body = http_get(url, {"Authorization": "Bearer k2"})
+        assert status == 200
+        assert _counts(json.loads(body)["presence"]) == (0, 0)
+    finally:
+        keyed.stop()
