@@ -74,3 +74,27 @@ def test_presence_is_only_for_rooms_the_connection_is_in() -> None:
     assert outside.presence is None
     assert outside.outcome == "fail"
     assert orjson.loads(outside.reply or b"")["status"] == "fail"
+
+
+def test_the_hub_tells_of_every_change_of_rooms() -> None:
+    hub: Hub[Session] = Hub()
+    told: list[tuple[str, frozenset[str]]] = []
+    hub.on_rooms = lambda s: told.append((s.id, hub.rooms_of(s)))
+    session = _session()
+    hub.add(session)
+    hub.subscribe(session, "topic", "*")  # not a room: nothing to tell
+    assert hub.join(session, "r1")
+    assert not hub.join(session, "r1")  # no change, no call
+    assert hub.join(session, "r2")
+    assert hub.leave(session, "r1")
+    hub.remove(session)
+    assert told == [
+        (session.id, frozenset({"r1"})),
+        (session.id, frozenset({"r1", "r2"})),
+        (session.id, frozenset({"r2"})),
+        (session.id, frozenset()),
+    ]
+    roomless = _session()
+    hub.add(roomless)
+    hub.remove(roomless)  # was in no room: nothing to tell
+    assert len(told) == 4

@@ -127,9 +127,13 @@ class WebhookSender:
         group = group_name(url)
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         scanned = 0.0
+        failing = False
         while True:
             try:
                 await self._ensure_group(group)
+                if failing:
+                    log.info("webhook outbox readable again", extra={"url": url})
+                    failing = False
                 while True:
                     now = time.monotonic()
                     if now - scanned >= SCAN_SECONDS:
@@ -140,7 +144,9 @@ class WebhookSender:
                 raise
             except Exception as exc:
                 self.metrics.errors.inc()
-                log.warning("webhook outbox unreadable", extra={"error": repr(exc)})
+                if not failing:  # once per outage, not once a second
+                    log.warning("webhook outbox unreadable", extra={"error": repr(exc)})
+                    failing = True
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _read_new(
