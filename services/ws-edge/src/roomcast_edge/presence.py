@@ -1,8 +1,8 @@
 """This edge's side of shared presence: batched writes and reads, heartbeat, sweep.
 
 Connects, joins, leaves and closes only record a change (`update`, synchronous, no
-I/O): the changes and the `presence` reads of one loop turn go to Redis together in
-one pipeline, and while it is in flight the next ones gather. A storm of ten
+I/O): the changes and the `presence` reads of a loop turn (and of the next 2 ms) go
+to Redis together in one pipeline, and while it is in flight the next ones gather. A storm of ten
 thousand connects into one room costs a handful of round trips, not ten thousand.
 
 Redis being away never blocks a connect or a push: changes wait (one per room and
@@ -47,6 +47,9 @@ SWEEP_CHUNK = 500
 SWEEP_RUNS = 200
 # Seconds between attempts while Redis does not answer.
 RETRY_SECONDS = 1.0
+# Seconds a flush waits for more changes first: handshakes arriving a few at a time
+# share a round trip instead of costing one each; nobody notices 2 ms of presence.
+GATHER_SECONDS = 0.002
 
 
 class PresenceMetrics:
@@ -145,6 +148,7 @@ class BatchedPresence:
     async def _flush(self) -> None:
         try:
             while len(self.pending) or self._queries:
+                await asyncio.sleep(GATHER_SECONDS)
                 if not await self._flush_once():
                     await asyncio.sleep(RETRY_SECONDS)
         finally:
