@@ -2,8 +2,9 @@
 
 Connects, joins, leaves and closes only record a change (`update`, synchronous, no
 I/O): the changes and the `presence` reads of a loop turn (and of the next 2 ms) go
-to Redis together in one pipeline, and while it is in flight the next ones gather. A storm of ten
-thousand connects into one room costs a handful of round trips, not ten thousand.
+to Redis together in one pipeline, and while it is in flight the next ones gather.
+A storm of ten thousand connects into one room costs a handful of round trips, not
+ten thousand.
 
 Redis being away never blocks a connect or a push: changes wait (one per room and
 connection, so the backlog is bounded by what this edge holds) and are sent again
