@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,7 +13,14 @@ from bench.loadgen import Dial, centrifugo_commands
 from bench.messages import centrifugo_sent_time, ticks_request, wire_record
 from bench.peers import centrifugo
 from bench.plan import FULL, QUICK
-from bench.report import centrifugo_targets, ratios_vs, readme_table, ticks_lines, ticks_vs
+from bench.report import (
+    centrifugo_targets,
+    ratios_vs,
+    readme_table,
+    ticks_lines,
+    ticks_vs,
+    write_outputs,
+)
 from bench.stats import at_least
 
 from bench import ticks
@@ -214,3 +222,16 @@ def test_ticks_table_and_summary_list_every_server_step() -> None:
     assert "Ingest ceilings: roomcast 10,000 msg/s" in table
     lines = ticks_lines(results)
     assert sum("ingest ceiling" in line for line in lines) == 2
+
+
+def test_a_run_keeps_other_benchmarks_sections_of_its_results_file(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "smoke.json").write_text(
+        json.dumps({"publisher_anchors": {"x": 1}, "scenarios": {"old": 1}, "notes": ["old"]})
+    )
+    results: dict[str, Any] = {"plan": {"name": "smoke"}, "scenarios": {}, "notes": []}
+    write_outputs(results, out)
+    saved = json.loads((out / "smoke.json").read_text())
+    assert saved == {"publisher_anchors": {"x": 1}, "plan": {"name": "smoke"},
+                     "scenarios": {}, "notes": []}  # fmt: skip
