@@ -58,6 +58,7 @@ class FakeStore:
     released: list[str] = field(default_factory=list)
     claims: int = 0
     settles: int = 0
+    settle_gate: asyncio.Event | None = None  # holds settle() back until set
 
     def _check(self) -> None:
         if self.down:
@@ -94,6 +95,8 @@ class FakeStore:
         releases: Sequence[tuple[str, str]],
         window_seconds: int,
     ) -> None:
+        if self.settle_gate is not None:
+            await self.settle_gate.wait()
         self._check()
         self.settles += 1
         for receipt in receipts:

@@ -184,8 +184,9 @@ async def test_a_batch_is_one_hand_over_one_claim_and_one_settle() -> None:
     publisher, _, store, observer = make(sink=sink)
     outcomes = await publisher.publish([draft("r", f"b-{n}", payload=n) for n in range(4)])
     assert [isinstance(o, Receipt) for o in outcomes] == [True, True, False, True]
-    assert (sink.calls, store.settles) == (1, 1)
-    assert store.released == ["b-2"]  # only the one that failed lets go of its id
+    assert store.released == ["b-2"]  # let go of before the answer; only the failed one
+    await publisher.close()  # receipts are recorded after the answer
+    assert (sink.calls, store.settles) == (1, 2)  # one release call, one receipts call
     assert {k for k, v in store.values.items() if isinstance(v, Receipt)} == {"b-0", "b-1", "b-3"}
     assert observer.records == 3
     assert observer.failures == ["kafka_unavailable"]
@@ -197,3 +198,23 @@ async def test_a_crashing_sink_releases_every_claim() -> None:
         await publisher.publish([draft(message_id="c-1"), draft(message_id="c-2")])
     assert store.values == {}
     assert sorted(store.released) == ["c-1", "c-2"]
+
+
+async def test_receipts_are_recorded_after_the_answer_and_duplicates_wait_for_them() -> None:
+    gate = asyncio.Event()
+    store = FakeStore(settle_gate=gate)
+    publisher, sink, _, _ = make(store=store)
+    [first] = await publisher.publish([draft(message_id="r-1")])  # answered, receipt pending
+    assert isinstance(first, Receipt)
+    assert isinstance(store.values["r-1"], str)  # still the claim marker
+    duplicate = asyncio.create_task(publisher.publish([draft(message_id="r-1")]))
+    await asyncio.sleep(0.05)
+    assert not duplicate.done()  # waits for the receipt rather than publishing again
+    gate.set()
+    [second] = await duplicate
+    assert isinstance(second, Receipt)
+    assert second.replayed
+    assert second.position == first.position
+    assert len(sink.records) == 1
+    await publisher.close()
+    assert isinstance(store.values.get("r-1"), Receipt)

@@ -71,6 +71,7 @@ def _links_ctx(settings: Settings) -> CleanupCtx:
         with contextlib.suppress(asyncio.CancelledError):
             await connector
         await sink.close()
+        await app[PUBLISHER_KEY].close()
         await client.aclose()
 
     return ctx

@@ -125,6 +125,7 @@ class Publisher:
         self._new_id = new_id
         self._monotonic = monotonic
         self._sleep = sleep
+        self._recording: set[asyncio.Task[None]] = set()
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Outcome]:
         """One outcome per draft, in order. Drafts must not repeat a message_id."""
@@ -180,7 +181,16 @@ class Publisher:
                 releases.append((result.message_id, token))
             # An unknown outcome keeps its marker until hold_seconds: an immediate
             # retry gets publish_in_progress instead of a likely duplicate.
-        await self._settle_claims(receipts, releases)
+        if releases:
+            # Before answering, so that a client retrying at once finds the id free.
+            await self._settle_claims([], releases)
+        if receipts:
+            # After answering: the 202 waits for Kafka, not for Redis. Until the receipt
+            # is written the id stays claimed, so a duplicate arriving meanwhile waits
+            # for the receipt (_await_first) instead of publishing again.
+            task = asyncio.create_task(self._settle_claims(receipts, []))
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
 
         if waiting:
             replies = await asyncio.gather(
@@ -234,6 +244,11 @@ class Publisher:
     def _refuse(self, message: Message, exc: SinkUnavailable) -> Refusal:
         self._observer.failed(Reason.KAFKA_UNAVAILABLE)
         return Refusal(message.message_id, Reason.KAFKA_UNAVAILABLE, f"not published: {exc}")
+
+    async def close(self) -> None:
+        """Wait for the receipts still being recorded (call before closing the store)."""
+        while self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
 
     async def _settle_claims(
         self, receipts: Sequence[Receipt], releases: Sequence[tuple[str, str]]
