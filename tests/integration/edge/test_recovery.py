@@ -133,10 +133,16 @@ async def test_recovered_false_when_the_history_no_longer_covers_since(
     for _ in msgs:
         await _push(ws)
     again, hello = await connect(edge, token=token(), since=old)
-    assert hello["recovered"] is False
-    # what is still held is replayed, in order
-    got = [(await _push(again))["payload"]["seq"] for _ in range(5)]
-    assert got == [15, 16, 17, 18, 19]
+    if infra.bus == "kafka":
+        # Kafka still holds the gap: it is read back from Kafka (see test_deep_recovery).
+        assert hello["recovered"] is True
+        got = [(await _push(again))["payload"]["seq"] for _ in range(20)]
+        assert got == list(range(20))
+    else:
+        assert hello["recovered"] is False
+        # what is still held is replayed, in order
+        got = [(await _push(again))["payload"]["seq"] for _ in range(5)]
+        assert got == [15, 16, 17, 18, 19]
     # a recent vector is still covered
     third, hello = await connect(edge, token=token(), since="0:17")
     assert hello["recovered"] is True

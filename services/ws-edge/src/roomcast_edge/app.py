@@ -19,6 +19,7 @@ from roomcast_edge.adapters.kafka_archive import KafkaArchive
 from roomcast_edge.adapters.kafka_source import KafkaSource
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
+from roomcast_edge.deep_recovery import DeepRecoveries
 from roomcast_edge.housekeeping import (
     check_heartbeats,
     close_revoked,
@@ -74,8 +75,13 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     if settings.edge.presence:
         _watch_rooms(app[NODE_KEY], app[ROOM_PRESENCE_KEY])
+    archive = app[ARCHIVE_KEY]
+    if archive is not None:
+        app[NODE_KEY].deep = DeepRecoveries(archive, app[NODE_KEY].fanout)
     yield
     node = app[NODE_KEY]
+    if node.deep is not None:
+        await node.deep.close()
     for conn in list(node.connections.values()):
         node.close(conn, 1001, "going away")
     await node.wait_closed(2.0)

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from aiohttp import web
 
 from roomcast_core.errors import error_response
 from roomcast_core.tokens import TokenClaims, TokenError, authenticate
 from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.dispatch import ConnectRequest
+from roomcast_edge.domain.ports import StreamArchive
 from roomcast_edge.domain.positions import PositionError, parse_vector
 from roomcast_edge.domain.ratelimit import TokenBucket
-from roomcast_edge.keys import METRICS_KEY, NODE_KEY, REVOCATIONS_KEY, SETTINGS_KEY, VERIFIER_KEY
+from roomcast_edge.keys import (
+    ARCHIVE_KEY,
+    METRICS_KEY,
+    NODE_KEY,
+    REVOCATIONS_KEY,
+    SETTINGS_KEY,
+    VERIFIER_KEY,
+)
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
 from roomcast_edge.transport import handshake
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.takeover import TakenOver, take_over
+
+log = logging.getLogger(__name__)
+
+# A connect with a `since` older than the history waits this long at most to learn
+# whether the bus still holds the gap.
+LOG_START_WAIT = 5.0
 
 
 def _token(request: web.Request) -> str:
@@ -98,12 +115,16 @@ async def _connect(
         return _refuse(metrics, 400, "invalid_rewind", f"invalid rewind: {exc}")
     if rewind and since is not None:
         return _refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
+    log_start = None
+    if since is not None and not node.history.covers(since):
+        log_start = await _log_start(app[ARCHIVE_KEY], node)
     connect = ConnectRequest(
         rooms=rooms,
         topics=topics,
         bad_topics=bad_topics,
         since=since,
         rewind=rewind,
+        log_start=log_start,
     )
 
     upgrade = handshake.upgrade(request.headers, settings.compression)
@@ -133,6 +154,17 @@ async def _connect(
     if tail:
         conn.data_received(tail)
     return TakenOver()
+
+
+async def _log_start(archive: StreamArchive | None, node: Node) -> dict[int, int] | None:
+    """Where the bus's log starts, for a `since` older than the history (None: unknown)."""
+    if archive is None:
+        return None
+    try:
+        return await asyncio.wait_for(archive.log_start(node.history.partitions), LOG_START_WAIT)
+    except Exception as exc:  # the connect goes on, answered recovered: false
+        log.info("log start unknown, no recovery from the bus", extra={"error": repr(exc)})
+        return None
 
 
 def _still_draining(node: Node) -> bool:

@@ -33,7 +33,7 @@ from roomcast_edge.node import Node
 # Records examined for one page at most (matching or not): a sparse selection over
 # a long log answers in bounded time with `complete: false` and a `next` further on.
 SCAN_BUDGET = 200_000
-ARCHIVE_CHUNK = 2000
+ARCHIVE_CHUNK = 500
 # A page that needs the bus and cannot get it in this time is a 503, not a stall.
 ARCHIVE_TIMEOUT = 30.0
 
@@ -79,6 +79,11 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
     after = dict(since)
     found: list[bytes] = []
     scanned = 0
+    matches = query.selector.matches
+
+    def wanted(topic: str | None, type_: str | None, room: str | None) -> bool:
+        return matches(Publication(0, 0, topic, type_, room, b"", 0.0))
+
     async with contextlib.AsyncExitStack() as stack:
         reader: ArchiveReader | None = None
         for partition in sorted(end):
@@ -97,7 +102,7 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
                 if reader is None:
                     reader = await stack.enter_async_context(archive.reader("history"))
                 try:
-                    chunk = await reader.read(partition, seen, upto, ARCHIVE_CHUNK)
+                    chunk = await reader.read(partition, seen, upto, ARCHIVE_CHUNK, wanted)
                 except ArchiveGone as gone:
                     seen = min(gone.first - 1, upto)  # the bus no longer holds them
                     continue

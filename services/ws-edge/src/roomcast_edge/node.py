@@ -15,7 +15,9 @@ import time
 
 from roomcast_core.settings import EdgeSettings
 from roomcast_core.tokens import RevocationChecker, TokenError
+from roomcast_edge.deep_recovery import DeepRecoveries
 from roomcast_edge.domain import lifetime, protocol
+from roomcast_edge.domain.deep_replay import DeepJob
 from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits, Renewal
 from roomcast_edge.domain.expiry import ExpiryWheel
 from roomcast_edge.domain.frames import pong_frame, text_frame
@@ -90,12 +92,14 @@ class Node:
         self._revocations = revocations
         # Refreshes waiting for their revocation check, at most one per connection.
         self._renewing: dict[Connection, asyncio.Task[None]] = {}
-        # Connections whose close frame is out and whose socket is not closed yet.
-        self._closing: set[Connection] = set()
         # Sessions skipping offsets of partitions not read here, with their deadline.
         self._unknown: dict[Connection, float] = {}
+        # Connections whose close frame is out and whose socket is not closed yet.
+        self._closing: set[Connection] = set()
         self.caught_up = False
         self.draining = False
+        # Reads the bus's log for replays older than the history (set by the app).
+        self.deep: DeepRecoveries | None = None
         metrics.connections.set_function(lambda: len(self.connections))
         metrics.subscriptions.set_function(lambda: self.hub.subscription_count)
         metrics.history_bytes.set_function(lambda: self.history.bytes)
@@ -181,6 +185,9 @@ class Node:
             self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
         self.fanout.send(conn, text_frame(opened.hello))
         self.fanout.replay(conn, opened.replay)
+        for job in opened.replay:
+            if isinstance(job, DeepJob) and self.deep is not None:
+                self.deep.start(conn, job)  # its older part comes from the bus
 
     def handle_text(self, conn: Connection, data: str | bytes) -> None:
         if conn.closed:

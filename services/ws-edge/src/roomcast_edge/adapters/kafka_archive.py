@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from roomcast_core.settings import KafkaSettings
 from roomcast_core.wire import WireError, decode_value
-from roomcast_edge.domain.ports import ArchiveChunk, ArchiveGone
+from roomcast_edge.domain.ports import ArchiveChunk, ArchiveGone, Wanted
 from roomcast_edge.domain.publication import Publication, make_publication
 from roomcast_edge.metrics import EdgeMetrics
 
@@ -30,27 +31,64 @@ log = logging.getLogger(__name__)
 FETCH_MS = 1000
 FETCH_ATTEMPTS = 10
 # Bytes one fetch brings per partition: a reader's memory, whatever the gap.
-FETCH_BYTES = 1024 * 1024
+FETCH_BYTES = 64 * 1024
+# Records decoded between two yields to the event loop: decoding is the costly part
+# of a read back, and the live stream must not wait behind a whole chunk of it.
+YIELD_EVERY = 16
+# Share of the edge's time that decoding read-back records may take, all readers
+# together. A process kept busy waits for the CPU whenever it wakes (the kernel
+# favours processes that slept), which would delay every live push and reply; one
+# that leaves most of its time free does not.
+CPU_SHARE = 0.25
+CPU_BURST = 0.02  # seconds of decoding allowed at once before the share applies
 
 
-def decode(partition: int, record: Any) -> Publication | None:
-    """The push of a record, None for one that is not a roomcast message."""
+class _CpuBudget:
+    """A token bucket of decoding time, shared by an edge's readers."""
+
+    def __init__(self, share: float, burst: float) -> None:
+        self._share = share
+        self._burst = burst
+        self._tokens = burst
+        self._stamp = time.monotonic()
+
+    async def spend(self, seconds: float) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._share)
+        self._stamp = now
+        self._tokens -= seconds
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self._share)
+
+
+def decode(partition: int, record: Any, wanted: Wanted) -> Publication | None:
+    """The push of a wanted record; None for others and for what is not a roomcast message.
+
+    Only wanted records pay for building a push: a recovery mostly skips records.
+    """
     try:
         message = decode_value(record.value)
+        if not wanted(message.topic, message.type, message.room):
+            return None
         return make_publication(message, partition, record.offset, record.timestamp / 1000)
     except WireError:
         return None
 
 
 class KafkaReader:
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, metrics: EdgeMetrics) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, topic: str, metrics: EdgeMetrics, budget: _CpuBudget
+    ) -> None:
         self._consumer = consumer
+        self._budget = budget
         self._topic = topic
         self._metrics = metrics
         self._at: tuple[int, int] | None = None  # (partition, next offset) of the consumer
         self.purpose = ""
 
-    async def read(self, partition: int, after: int, upto: int, max_records: int) -> ArchiveChunk:
+    async def read(
+        self, partition: int, after: int, upto: int, max_records: int, wanted: Wanted
+    ) -> ArchiveChunk:
         if upto <= after:
             return ArchiveChunk([], after)
         consumer = self._consumer
@@ -74,13 +112,19 @@ class KafkaReader:
                 # Deleted between the check and the fetch (the consumer skipped ahead).
                 self._at = None
                 raise ArchiveGone(partition, records[0].offset)
-            for record in records:
+            started = time.perf_counter()
+            for i, record in enumerate(records):
                 if record.offset > upto:
                     break
+                if i and i % YIELD_EVERY == 0:
+                    await self._budget.spend(time.perf_counter() - started)
+                    await asyncio.sleep(0)
+                    started = time.perf_counter()
                 last = record.offset
-                publication = decode(partition, record)
+                publication = decode(partition, record, wanted)
                 if publication is not None:
                     publications.append(publication)
+            await self._budget.spend(time.perf_counter() - started)
             break
         self._metrics.archive_records.labels(self.purpose).inc(last - after)
         if last < upto and records and records[-1].offset <= upto:
@@ -105,6 +149,7 @@ class KafkaArchive:
         self._waiting = 0
         self._meta: AIOKafkaConsumer | None = None
         self._meta_lock = asyncio.Lock()
+        self._budget = _CpuBudget(CPU_SHARE, CPU_BURST)
         metrics.archive_readers.set_function(lambda: self._lent)
         metrics.archive_waiting.set_function(lambda: self._waiting)
 
@@ -156,7 +201,7 @@ class KafkaArchive:
             else:
                 consumer = self._consumer()
                 await consumer.start()
-                reader = KafkaReader(consumer, self._settings.topic, self._metrics)
+                reader = KafkaReader(consumer, self._settings.topic, self._metrics, self._budget)
             reader.purpose = purpose
             self._lent += 1
             try:

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from roomcast_core.tokens import TokenClaims
 from roomcast_edge.domain import lifetime, protocol
+from roomcast_edge.domain.deep_replay import DeepJob
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.history_view import oldest_kept, oldest_kept_before
 from roomcast_edge.domain.hub import Hub
@@ -43,6 +44,9 @@ class ConnectRequest:
     bad_topics: list[str]
     since: dict[int, int] | None
     rewind: int = 0  # the latest N matching messages first (never with `since`)
+    # Per partition, the first offset the bus still holds, when `since` is older than
+    # the history and the bus can be read back (None: it cannot).
+    log_start: dict[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,9 @@ class Dispatcher(Generic[S]):
             selector = Selector.everything(frozenset(rooms), frozenset(subscriptions))
             oldest = oldest_kept_before(history, since)
             job = ReplayJob(self.index, selector, history.rebase(since), None, oldest)
+            if not recovered and self._bus_holds(since, request.log_start):
+                job = DeepJob(self.index, selector, since, job, self.deep_targets)
+                recovered = True
             recovered, replay = self._bounded_replay(job, recovered)
             session.skip = _bounded(history.ahead(since), positions)
         elif request.rewind:
@@ -168,6 +175,26 @@ class Dispatcher(Generic[S]):
         )
         unknown = session.skip is not None and any(p not in positions for p in session.skip)
         return Opened(hello, recovered, replay, unknown)
+
+    def _bus_holds(self, since: dict[int, int], log_start: dict[int, int] | None) -> bool:
+        """Whether the bus still holds everything after `since` the history does not."""
+        if log_start is None or self.history.rebase(since) != since:
+            return False
+        partitions = self.history.partitions
+        return all(
+            p in log_start and since.get(p, -1) + 1 >= log_start[p] for p in partitions
+        ) and all(p in partitions for p in since)
+
+    def deep_targets(self) -> dict[int, int]:
+        """Per partition, the offset after which the history (its index) takes a replay over."""
+        history, index = self.history, self.index
+        targets = history.positions()
+        for partition in targets:
+            oldest = oldest_kept(history, partition)
+            if oldest is not None:
+                targets[partition] = oldest - 1
+            targets[partition] = max(targets[partition], index.dropped(partition))
+        return targets
 
     def follow(self, session: S) -> ReplayJob:
         """A job reading from now on everything the session wants (see `replay`)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,11 +58,17 @@ class ArchiveChunk:
     last: int
 
 
+# (topic, type, room) of a record -> whether the reader wants its push built at all.
+Wanted = Callable[[str | None, str | None, str | None], bool]
+
+
 class ArchiveReader(Protocol):
     """One reader of the bus's log, held by one history read or recovery at a time."""
 
-    async def read(self, partition: int, after: int, upto: int, max_records: int) -> ArchiveChunk:
-        """Records of `partition` in (after, upto], at most `max_records` of them.
+    async def read(
+        self, partition: int, after: int, upto: int, max_records: int, wanted: Wanted
+    ) -> ArchiveChunk:
+        """The wanted records of `partition` in (after, upto], of at most `max_records`.
 
         ArchiveGone when the bus no longer holds `after + 1`.
         """

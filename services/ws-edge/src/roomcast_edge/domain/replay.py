@@ -106,6 +106,18 @@ class ReplayJob:
     def follows(self) -> bool:
         return self._until is None
 
+    @property
+    def waiting(self) -> bool:
+        """Nothing to send until something outside the event loop's turn arrives."""
+        return False
+
+    def resume_after(self, positions: Mapping[int, int]) -> None:
+        """What lies up to `positions` was sent by a job before this one: go on after it."""
+        after = self._after
+        for partition, offset in positions.items():
+            if offset > after.get(partition, -1):
+                after[partition] = offset
+
     def pin(self, positions: Mapping[int, int]) -> None:
         """Stop at `positions` (the stream's end now) instead of following the stream."""
         if self._until is None:
@@ -187,6 +199,11 @@ class Replay:
     @property
     def follows(self) -> bool:
         return bool(self.jobs) and self.jobs[-1].follows
+
+    @property
+    def waiting(self) -> bool:
+        """The next job waits for records from outside (it is woken when they come)."""
+        return bool(self.jobs) and self.jobs[0].waiting
 
     def pin(self, positions: Mapping[int, int]) -> None:
         if self.jobs:

@@ -216,7 +216,7 @@ class Fanout:
             if done:
                 conn.replay = None
                 del self._replaying[conn]
-            elif not conn.paused:
+            elif not conn.paused and not replay.waiting:
                 more = True
         if more:
             self._schedule()

@@ -1,0 +1,142 @@
+"""A replay that starts before the in-memory history: its older part read from the bus.
+
+A `DeepJob` wraps the replay job the history would run and goes first: a reader
+outside the domain (deep_recovery) reads the bus's log partition by partition from
+the client's vector up to where the history takes over, and `feed`s what it read;
+the job keeps only what its selector matches, a bounded buffer of frames that the
+fan-out sends as the client's socket drains. Where the history takes over moves as
+it evicts, so it is asked again (`pending`) on every step; once the bus part has
+caught up with it, in the same synchronous step the wrapped job is told to go on
+after the bus part's last offsets and the replay carries on from memory, following
+the stream. That hand-over with no await in between is what keeps it exact.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from roomcast_edge.domain.publication import Publication
+from roomcast_edge.domain.replay import ReplayBehind, ReplayJob, Selector
+from roomcast_edge.domain.replay_index import ReplayIndex
+
+
+class DeepJob(ReplayJob):
+    __slots__ = (
+        "_buffer",
+        "_cursor",
+        "_inner",
+        "_targets",
+        "buffered",
+        "failed",
+        "handed",
+        "on_drained",
+    )
+
+    def __init__(
+        self,
+        index: ReplayIndex,
+        selector: Selector,
+        since: Mapping[int, int],
+        inner: ReplayJob,
+        targets: Callable[[], dict[int, int]],
+    ) -> None:
+        """`targets()`: per partition, the offset after which the history can take over."""
+        super().__init__(index, selector, {}, {})
+        self._inner = inner
+        self._targets = targets
+        self._cursor = {p: since.get(p, -1) for p in targets()}
+        self._buffer: deque[bytes] = deque()
+        self.buffered = 0
+        self.handed = False
+        self.failed = False
+        # Called when the buffer was drained or the job wants more: wakes the reader.
+        self.on_drained: Callable[[], None] | None = None
+
+    # ---- for the reader -----------------------------------------------------
+
+    def pending(self) -> tuple[int, int, int] | None:
+        """(partition, after, upto) still to read from the bus; None: caught up."""
+        if self.handed or self.failed:
+            return None
+        cursor = self._cursor
+        for partition, target in sorted(self._targets().items()):
+            after = cursor.setdefault(partition, -1)
+            if after < target:
+                return partition, after, target
+        return None
+
+    def wants(self, topic: str | None, type_: str | None, room: str | None) -> bool:
+        """Whether a record so addressed can match (checked before its push is built)."""
+        return self._selector.matches(Publication(0, 0, topic, type_, room, b"", 0.0))
+
+    def feed(self, partition: int, publications: list[Publication], last: int) -> None:
+        """Records of `partition` up to `last` were read from the bus (decodable or not)."""
+        matches = self._selector.matches
+        buffer = self._buffer
+        for publication in publications:
+            if matches(publication):
+                buffer.append(publication.frame)
+                self.buffered += len(publication.frame)
+        if last > self._cursor.get(partition, -1):
+            self._cursor[partition] = last
+
+    def fail(self) -> None:
+        """The bus no longer holds what was to be read: the replay cannot be exact."""
+        self.failed = True
+
+    # ---- ReplayJob ------------------------------------------------------------
+
+    @property
+    def follows(self) -> bool:
+        return self._inner.follows
+
+    @property
+    def waiting(self) -> bool:
+        if self.handed:
+            return self._inner.waiting
+        return not self._buffer and not self.failed and self.pending() is not None
+
+    def pin(self, positions: Mapping[int, int]) -> None:
+        self._inner.pin(positions)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.handed and self._inner.exhausted
+
+    def behind(self, index: ReplayIndex) -> bool:
+        # While the bus part runs, the history moving on is what it follows.
+        return self.handed and self._inner.behind(index)
+
+    def count(self, index: ReplayIndex) -> int:
+        """Records of the stream still to read from the bus, plus the history's part."""
+        gap = sum(max(0, t - self._cursor.get(p, -1)) for p, t in self._targets().items())
+        return gap + self._inner.count(index)
+
+    def read(
+        self, index: ReplayIndex, frames: list[bytes], max_bytes: int, max_scan: int
+    ) -> tuple[int, int, bool]:
+        if self.handed:
+            return self._inner.read(index, frames, max_bytes, max_scan)
+        if self.failed:
+            raise ReplayBehind(-1)
+        size = 0
+        buffer = self._buffer
+        while buffer and size < max_bytes:
+            frame = buffer.popleft()
+            frames.append(frame)
+            size += len(frame)
+        self.buffered -= size
+        if not buffer and self.pending() is None:
+            # Caught up with where the history takes over: hand over in this step.
+            self._inner.resume_after(self._cursor)
+            self.handed = True
+            self._wake()
+            inner_size, scanned, done = self._inner.read(index, frames, max_bytes - size, max_scan)
+            return size + inner_size, scanned, done
+        self._wake()
+        return size, 0, False
+
+    def _wake(self) -> None:
+        if self.on_drained is not None:
+            self.on_drained()
