@@ -178,7 +178,7 @@ class Dispatcher(Generic[S]):
 
     def _bus_holds(self, since: dict[int, int], log_start: dict[int, int] | None) -> bool:
         """Whether the bus still holds everything after `since` the history does not."""
-        if log_start is None or self.history.rebase(since) != since:
+        if log_start is None or self.history.ambiguous(since):
             return False
         partitions = self.history.partitions
         return all(

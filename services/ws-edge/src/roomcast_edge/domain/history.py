@@ -158,6 +158,14 @@ class History:
                 return False
         return all(p in self._partitions for p in since)
 
+    def ambiguous(self, since: Mapping[int, int]) -> bool:
+        """Whether an entry of `since` may name a record of a log from before a reset."""
+        for partition, state in self._partitions.items():
+            mark = state.reset_mark
+            if mark is not None and since.get(partition, -1) <= mark:
+                return True
+        return False
+
     def rebase(self, since: Mapping[int, int]) -> dict[int, int]:
         """`since` with the entries a reset made meaningless replaced by "nothing seen".
 
