@@ -252,3 +252,30 @@ async def test_openapi_metrics_and_cors(publisher: ServiceProcess) -> None:
     assert "roomcast_publisher_produce_seconds_bucket" in text
     assert "# TYPE roomcast_publisher_failures_total counter" in text
     assert (await get(publisher.url + "/readyz")).status == 200
+
+
+async def test_concurrent_requests_share_idempotency_calls_and_each_publishes_once(
+    publisher: ServiceProcess, infra: Infra, module_topic: str
+) -> None:
+    """40 requests at once (their claims and receipts travel together), then the same 40
+    again: each id lands once, and every repeat answers with its first result."""
+    url = publisher.url + "/v1/messages"
+    ids = [f"crowd-{n}" for n in range(40)]
+    first = await asyncio.gather(
+        *(
+            post(url, {"room": f"crowd-{n % 4}", "payload": n, "message_id": i})
+            for n, i in enumerate(ids)
+        )
+    )
+    assert {r.status for r in first} == {202}
+    again = await asyncio.gather(
+        *(post(url, {"room": "elsewhere", "payload": -1, "message_id": i}) for i in ids)
+    )
+    assert [r.status for r in again] == [202] * len(ids)
+    assert [r.body for r in again] == [r.body for r in first]
+    assert all(r.headers.get("Idempotent-Replayed") == "true" for r in again)
+
+    records = await read_bus(infra, module_topic)
+    landed = [r.message for r in records if r.message.message_id in set(ids)]
+    assert sorted(m.message_id for m in landed) == sorted(ids)
+    assert all(m.payload != -1 for m in landed)
