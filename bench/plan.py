@@ -25,6 +25,9 @@ class Plan:
     # (None: every server that delivers messages)
     ticks: TicksSpec | None = None
     ticks_servers: tuple[str, ...] | None = None
+    # connection counts at which only `roomcast` and `roomcast_staggered` run (handshakes,
+    # idle memory, burst): many connections, each token expiring at a second of its own
+    expiry_connections: tuple[int, ...] = ()
 
     def within(self, max_connections: int) -> Plan:
         """The same plan with connection counts the open-file limit can hold."""
@@ -33,6 +36,13 @@ class Plan:
             kept = (max_connections,)
         sustained = min(self.sustained_connections, max(kept))
         messages = {c: self.burst_messages.get(c, 50) for c in kept}
+        # the largest count that fits stands in for one that does not
+        expiry: dict[int, int] = {}
+        for c in self.expiry_connections:
+            fitted = min(c, max_connections)
+            if fitted not in kept:
+                expiry[fitted] = self.burst_messages.get(c, 20)
+        messages.update(expiry)
         return Plan(
             name=self.name,
             connections=kept,
@@ -48,13 +58,14 @@ class Plan:
             if self.ticks is None
             else replace(self.ticks, clients=min(self.ticks.clients, max_connections)),
             ticks_servers=self.ticks_servers,
+            expiry_connections=tuple(expiry),
         )
 
 
 FULL = Plan(
     name="full",
     connections=(1000, 5000, 10000),
-    burst_messages={1000: 200, 5000: 100, 10000: 50},
+    burst_messages={1000: 200, 5000: 100, 10000: 50, 20000: 20},
     sustained_connections=10000,
     # x 10 000 connections: 10k, 20k, 50k (the target) and 100k deliveries/s
     sustained_rates=(1.0, 2.0, 5.0, 10.0),
@@ -72,6 +83,8 @@ FULL = Plan(
         rates=(2000, 5000, 10000, 20000, 30000, 40000, 50000, 60000, 80000),
         step_seconds=5.0,
     ),
+    # the token-refresh check: 20 000 connections (or as many as the open files allow)
+    expiry_connections=(20000,),
 )
 
 QUICK = Plan(
@@ -89,7 +102,7 @@ QUICK = Plan(
     ticks=TicksSpec(
         topics=1000, clients=1000, per_client=5, rates=(2000, 5000, 10000), step_seconds=3.0
     ),
-    ticks_servers=("roomcast", "centrifugo"),
+    ticks_servers=("roomcast", "roomcast_redis", "centrifugo"),
 )
 
 SMOKE = Plan(

@@ -18,10 +18,30 @@ from bench.servers import (
     CENTRIFUGO_LOWMEM,
     NODE_WS,
     ROOMCAST,
+    ROOMCAST_NOPRESENCE,
+    ROOMCAST_REDIS,
+    ROOMCAST_STAGGERED,
 )
 from bench.stats import Verdict, at_least, at_most, ratio
 
 PEERS = (NODE_WS, AIOHTTP_NAIVE, CENTRIFUGO, CENTRIFUGO_HTTP, CENTRIFUGO_LOWMEM)
+# roomcast's variants against each other in the same run: results key -> (ours, baseline,
+# what the line says); every figure is ours / baseline, as for the peers.
+VARIANTS = {
+    "ratio_presence_on_vs_off": (ROOMCAST, ROOMCAST_NOPRESENCE, "presence on / off"),
+    "ratio_staggered_vs_uniform_expiry": (
+        ROOMCAST_STAGGERED,
+        ROOMCAST,
+        "staggered / uniform token expiry",
+    ),
+    "ratio_redis_vs_kafka_bus": (ROOMCAST_REDIS, ROOMCAST, "Redis Streams / Kafka bus"),
+}
+# handshakes/s with presence on at least this share of presence off, at every C
+TARGET_PRESENCE_HANDSHAKES = 0.8
+# staggered expiries leave the burst figures where uniform ones put them, within the
+# run-to-run noise of one machine: CPU per delivery at most, deliveries/s at least
+TARGET_STAGGERED_CPU = 1.1
+TARGET_STAGGERED_RATE = 0.9
 # scenario -> metrics compared as roomcast / peer
 COMPARED = {
     "burst": ("cpu_us_per_delivery", "deliveries_per_s"),
@@ -52,18 +72,18 @@ def _sustained_point(points: Any, offered: float) -> dict[str, Any] | None:
     return None
 
 
-def ratios_vs(scenarios: dict[str, Any], peer: str) -> dict[str, Any]:
-    """roomcast's figure divided by the peer's, per scenario, connection count and metric."""
+def ratios_vs(scenarios: dict[str, Any], peer: str, server: str = ROOMCAST) -> dict[str, Any]:
+    """server's figure divided by the peer's, per scenario, connection count and metric."""
     out: dict[str, Any] = {}
     for scenario, metrics in COMPARED.items():
         for connections, by_server in scenarios.get(scenario, {}).items():
-            ours, theirs = by_server.get(ROOMCAST), by_server.get(peer)
+            ours, theirs = by_server.get(server), by_server.get(peer)
             out.setdefault(scenario, {})[connections] = {
                 m: ratio(_metric(ours, m), _metric(theirs, m)) for m in metrics
             }
     for connections, by_server in scenarios.get("sustained", {}).items():
         per_rate: dict[str, Any] = {}
-        for point in by_server.get(ROOMCAST) or ():
+        for point in by_server.get(server) or ():
             offered = point["offered_deliveries_per_s"]
             theirs = _sustained_point(by_server.get(peer), offered)
             ours_latency = point.get("latency_ms")
@@ -78,7 +98,7 @@ def ratios_vs(scenarios: dict[str, Any], peer: str) -> dict[str, Any]:
             }
         out.setdefault("sustained", {})[connections] = per_rate
     for connections, by_server in scenarios.get("ticks", {}).items():
-        ticks_ratios = ticks_vs(by_server.get(ROOMCAST), by_server.get(peer))
+        ticks_ratios = ticks_vs(by_server.get(server), by_server.get(peer))
         if ticks_ratios is not None:
             out.setdefault("ticks", {})[connections] = ticks_ratios
     return out
@@ -259,6 +279,50 @@ def centrifugo_targets(results: dict[str, Any], plan: Plan) -> list[Verdict]:
     ]
 
 
+def variant_targets(results: dict[str, Any]) -> list[Verdict]:
+    """Presence and token-expiry targets, for the variants this run measured."""
+    verdicts = []
+    servers = results.get("servers", [])
+    presence = results.get("ratio_presence_on_vs_off", {})
+    if ROOMCAST in servers and ROOMCAST_NOPRESENCE in servers:
+        handshakes = [e.get("handshakes_per_s") for e in presence.get("handshake", {}).values()]
+        verdicts.append(
+            at_least(
+                "presence_handshakes_vs_off",
+                f"handshakes/s with presence on >= {TARGET_PRESENCE_HANDSHAKES:g}x off at every C",
+                _worst(handshakes, highest=False),
+                TARGET_PRESENCE_HANDSHAKES,
+                "x",
+            )
+        )
+    expiry = results.get("ratio_staggered_vs_uniform_expiry", {}).get("burst", {})
+    if ROOMCAST in servers and ROOMCAST_STAGGERED in servers:
+        # at the most connections the run had: that is what the check is about
+        known = [c for c, e in expiry.items() if e.get("cpu_us_per_delivery") is not None]
+        top = expiry.get(max(known, key=int), {}) if known else {}
+        verdicts.append(
+            at_most(
+                "staggered_expiry_burst_cpu",
+                f"burst CPU per delivery, staggered / uniform token expiry <= "
+                f"{TARGET_STAGGERED_CPU:g}x at the most connections",
+                top.get("cpu_us_per_delivery"),
+                TARGET_STAGGERED_CPU,
+                "x",
+            )
+        )
+        verdicts.append(
+            at_least(
+                "staggered_expiry_burst_rate",
+                f"burst deliveries/s, staggered / uniform token expiry >= "
+                f"{TARGET_STAGGERED_RATE:g}x at the most connections",
+                top.get("deliveries_per_s"),
+                TARGET_STAGGERED_RATE,
+                "x",
+            )
+        )
+    return verdicts
+
+
 def _git_commit() -> str | None:
     try:
         done = subprocess.run(
@@ -298,6 +362,10 @@ def build(
         "ratio_vs_centrifugo": ratios_vs(scenarios, CENTRIFUGO),
         "ratio_vs_centrifugo_http": ratios_vs(scenarios, CENTRIFUGO_HTTP),
         "ratio_vs_centrifugo_lowmem": ratios_vs(scenarios, CENTRIFUGO_LOWMEM),
+        **{
+            key: ratios_vs(scenarios, baseline, ours)
+            for key, (ours, baseline, _) in VARIANTS.items()
+        },
         "publisher": outcome.publisher,
         "targets": [v.as_dict() for v in targets(scenarios, plan)],
         "errors": outcome.errors,
@@ -305,7 +373,10 @@ def build(
     }
     if plan.ticks is not None:
         results["plan"]["ticks"] = plan.ticks.as_dict()
+    if plan.expiry_connections:
+        results["plan"]["expiry_connections"] = list(plan.expiry_connections)
     results["targets"].extend(v.as_dict() for v in centrifugo_targets(results, plan))
+    results["targets"].extend(v.as_dict() for v in variant_targets(results))
     return results
 
 
@@ -354,6 +425,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                     f"lost {point['lost']}  cpu {_fmt(point.get('cpu_us_per_delivery'))} us"
                 )
     lines.extend(ticks_lines(results))
+    lines.extend(variant_lines(results))
     if results.get("publisher"):
         pub = results["publisher"]
         lines.append(
@@ -366,6 +438,65 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     for key, error in results["errors"].items():
         lines.append(f"error {key}: {error.splitlines()[0]}")
     return lines
+
+
+# what a variant line shows: (scenario, metric, label)
+VARIANT_FIGURES = (
+    ("handshake", "handshakes_per_s", "handshakes/s"),
+    ("handshake", "cpu_us_per_handshake", "CPU/handshake"),
+    ("idle", "rss_per_connection_bytes", "RSS/idle conn"),
+    ("burst", "deliveries_per_s", "burst deliveries/s"),
+    ("burst", "cpu_us_per_delivery", "burst CPU/delivery"),
+)
+
+
+def _ratio_text(value: Any) -> str:
+    return f"{value:.2f}x" if isinstance(value, int | float) else "-"
+
+
+def variant_rows(results: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """(what, C, ratio texts in VARIANT_FIGURES order, then the ticks ceiling) per C."""
+    rows = []
+    for key, (ours, baseline, label) in VARIANTS.items():
+        if ours not in results["servers"] or baseline not in results["servers"]:
+            continue
+        ratios = results.get(key, {})
+        counts = sorted(
+            {c for scenario, _, _ in VARIANT_FIGURES for c in ratios.get(scenario, {})}
+            | set(ratios.get("ticks", {})),
+            key=int,
+        )
+        for c in counts:
+            texts = [
+                _ratio_text(ratios.get(scenario, {}).get(c, {}).get(metric))
+                for scenario, metric, _ in VARIANT_FIGURES
+            ]
+            texts.append(_ratio_text(ratios.get("ticks", {}).get(c, {}).get("ingest_ceiling")))
+            rows.append((label, c, texts))
+    return rows
+
+
+def variant_lines(results: dict[str, Any]) -> list[str]:
+    labels = [label for _, _, label in VARIANT_FIGURES] + ["ticks ceiling"]
+    return [
+        f"variant {what} C={c}: "
+        + ", ".join(f"{label} {text}" for label, text in zip(labels, texts, strict=True))
+        for what, c, texts in variant_rows(results)
+    ]
+
+
+def variant_table(results: dict[str, Any]) -> list[str]:
+    rows = variant_rows(results)
+    if not rows:
+        return []
+    labels = [label for _, _, label in VARIANT_FIGURES] + ["ticks ceiling"]
+    out = [
+        "",
+        "| roomcast variant (ratio) | C | " + " | ".join(labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
+    out.extend(f"| {what} | {c} | " + " | ".join(texts) + " |" for what, c, texts in rows)
+    return out
 
 
 def ticks_lines(results: dict[str, Any]) -> list[str]:
@@ -409,8 +540,13 @@ def readme_table(results: dict[str, Any]) -> str:
         " CPU µs/handshake | lost |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for connections in (str(c) for c in results["plan"]["connections"]):
+    expiry = [str(c) for c in results["plan"].get("expiry_connections", [])]
+    for connections in [str(c) for c in results["plan"]["connections"]] + expiry:
         for server in results["servers"]:
+            # the expiry step runs two servers only
+            measured = scenarios.get("handshake", {}).get(connections, {})
+            if connections in expiry and server not in measured:
+                continue
             burst = scenarios.get("burst", {}).get(connections, {}).get(server)
             idle = scenarios.get("idle", {}).get(connections, {}).get(server)
             hs = scenarios.get("handshake", {}).get(connections, {}).get(server)
@@ -436,6 +572,7 @@ def readme_table(results: dict[str, Any]) -> str:
                     f"{_fmt(latency.get('max'))} | {point['lost']} |"
                 )
     rows.extend(ticks_table(results))
+    rows.extend(variant_table(results))
     rows.append("")
     rows.append("| target | result | measured | gap |")
     rows.append("|---|---|---|---|")
@@ -512,6 +649,7 @@ def update_readme(readme: Path, table: str) -> bool:
 
 COLOURS = {
     ROOMCAST: "tab:blue",
+    ROOMCAST_REDIS: "tab:cyan",
     NODE_WS: "tab:green",
     AIOHTTP_NAIVE: "tab:red",
     CENTRIFUGO: "tab:purple",

@@ -22,21 +22,34 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import scenarios, ticks
-from bench.feeds import CentrifugoApiFeed, Feed, KafkaFeed, PeerFeed, PublisherFeed
+from bench.feeds import (
+    CentrifugoApiFeed,
+    Feed,
+    KafkaFeed,
+    PeerFeed,
+    PublisherFeed,
+    RedisStreamFeed,
+)
 from bench.loadgen import LoadGenerator
 from bench.peers.centrifugo import KafkaSource
 from bench.plan import Plan, max_connections
 from bench.servers import (
     AIOHTTP_NAIVE,
+    BURST_ONLY,
     CENTRIFUGO_LOWMEM,
     CENTRIFUGOS,
     KAFKA_FED,
     NODE_WS,
     ROOMCAST,
+    ROOMCAST_NOPRESENCE,
+    ROOMCAST_REDIS,
+    ROOMCAST_STAGGERED,
+    ROOMCASTS,
     ServerProcess,
     start_centrifugo,
     start_edge,
@@ -54,6 +67,13 @@ CENTRIFUGO_API_KEY = "bench-api-key"
 # Measured for handshakes and idle memory only: its settings are about memory.
 MEMORY_ONLY = (CENTRIFUGO_LOWMEM,)
 SETTLE_SECONDS = 1.5
+# Token lifetimes: every token of a run expires at the same second (the uniform case),
+# or token i one second after token i - 1 (staggered); both hours past the end of a run,
+# so nothing expires while it is measured, yet each staggered connection waits in the
+# edge's expiry wheel at a second of its own.
+TOKEN_TTL = 4 * 3600
+# roomcast on Kafka, fed by the publisher (or straight to Kafka with --feed kafka)
+ON_KAFKA = (ROOMCAST, ROOMCAST_NOPRESENCE, ROOMCAST_STAGGERED)
 Log = Callable[[str], None]
 
 
@@ -71,6 +91,9 @@ class Infra:
     producer: AIOKafkaProducer
     feed: Feed | None = None
     publisher: ServiceProcess | None = None
+    # the Redis Streams bus (its own Redis, append-only file on) for `roomcast_redis`
+    bus_redis_url: str | None = None
+    bus_client: aioredis.Redis | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -92,9 +115,16 @@ def mint_urls(server: ServerProcess, tokens: Sequence[str]) -> list[str]:
     return [server.ws_url(token) for token in tokens]
 
 
-def mint_tokens(count: int) -> list[str]:
+def mint_tokens(count: int, staggered: bool = False, now: float | None = None) -> list[str]:
+    """One token per client; `staggered`: each expires one second after the one before."""
     issuer = TokenIssuer("HS256", SECRET)
-    return [issuer.issue(f"bench-{i}", f"bench-device-{i}", 86400).token for i in range(count)]
+    issued = int(time.time() if now is None else now)
+    return [
+        issuer.issue(
+            f"bench-{i}", f"bench-device-{i}", TOKEN_TTL + (i if staggered else 0), now=issued
+        ).token
+        for i in range(count)
+    ]
 
 
 async def _create_topic(bootstrap: str, topic: str) -> None:
@@ -114,8 +144,10 @@ async def roomcast_infra(
     feed_kind: str,
     log: Log,
     with_publisher: bool = True,
+    with_bus_redis: bool = False,
 ) -> AsyncIterator[Infra]:
-    """Redis, Kafka, a topic, a direct producer and the publisher (unless fed directly)."""
+    """Redis, Kafka, a topic, a direct producer and the publisher (unless fed directly);
+    with_bus_redis: a second Redis with its append-only file on, for the Redis bus."""
     async with AsyncExitStack() as stack:
         redis = stack.enter_context(RedisServer(workdir / "redis"))
         log("starting Kafka")
@@ -147,6 +179,14 @@ async def roomcast_infra(
             },
             topic=topic,
         )
+        if with_bus_redis:
+            # The bus's Redis as the Redis Streams bus wants it (docs/redis-streams.md),
+            # apart from the one roomcast on Kafka uses, so neither run pays the other's
+            # append-only file.
+            bus = stack.enter_context(RedisServer(workdir / "redis-bus", appendonly=True))
+            infra.bus_redis_url = bus.url
+            infra.bus_client = aioredis.Redis.from_url(bus.url)
+            stack.push_async_callback(infra.bus_client.aclose)
         if feed_kind == "publisher" and with_publisher:
             publisher = ServiceProcess("publisher", infra.env, workdir / "logs")
             try:
@@ -175,11 +215,29 @@ async def _start_server(
 ) -> tuple[ServerProcess, Feed]:
     """A fresh server of that name, and the feed that reaches it."""
     cpus = place.server if place.pinned else None
-    if name == ROOMCAST:
+    if name in ON_KAFKA:
         assert infra is not None
         assert infra.feed is not None
-        edge = await asyncio.to_thread(start_edge, workdir, cpus, infra.env)
+        env = dict(infra.env)
+        if name == ROOMCAST_NOPRESENCE:
+            env["ROOMCAST_EDGE__PRESENCE"] = "false"
+        edge = await asyncio.to_thread(start_edge, workdir, cpus, env, name)
         return edge, infra.feed
+    if name == ROOMCAST_REDIS:
+        assert infra is not None
+        assert infra.bus_redis_url is not None
+        assert infra.bus_client is not None
+        # streams of its own per edge: one started later does not fill its history with
+        # an earlier edge's messages
+        prefix = f"bench:{uuid.uuid4().hex[:10]}"
+        env = {
+            **infra.env,
+            "ROOMCAST_BUS__KIND": "redis",
+            "ROOMCAST_BUS__STREAM": prefix,
+            "ROOMCAST_REDIS__URL": infra.bus_redis_url,
+        }
+        edge = await asyncio.to_thread(start_edge, workdir, cpus, env, name)
+        return edge, RedisStreamFeed(infra.bus_client, prefix)
     if name in CENTRIFUGOS:
         kafka: KafkaSource | None = None
         if name in KAFKA_FED and name not in MEMORY_ONLY:
@@ -232,7 +290,7 @@ async def measure_server(
             name=name,
             pid=server.pid,
             feed=feed,
-            metrics_url=server.base_url + "/metrics" if name == ROOMCAST else None,
+            metrics_url=server.base_url + "/metrics" if name in ROOMCASTS else None,
             session=session,
         )
         await asyncio.sleep(SETTLE_SECONDS)
@@ -262,7 +320,7 @@ async def measure_server(
             name,
             await scenarios.burst(load, target, connections, messages, run_id),
         )
-        if connections == plan.sustained_connections:
+        if connections == plan.sustained_connections and name not in BURST_ONLY:
             points = []
             for messages_per_s in plan.sustained_rates:
                 log(f"{name} C={connections}: sustained {messages_per_s:g} msg/s")
@@ -289,7 +347,11 @@ def ticks_servers(plan: Plan, servers: Sequence[str]) -> list[str]:
     if plan.ticks is None:
         return []
     wanted = plan.ticks_servers
-    return [s for s in servers if s not in MEMORY_ONLY and (wanted is None or s in wanted)]
+    return [
+        s
+        for s in servers
+        if s not in MEMORY_ONLY and s not in BURST_ONLY and (wanted is None or s in wanted)
+    ]
 
 
 async def measure_ticks(
@@ -319,7 +381,7 @@ async def measure_ticks(
             name=name,
             pid=server.pid,
             feed=feed,
-            metrics_url=server.base_url + "/metrics" if name == ROOMCAST else None,
+            metrics_url=server.base_url + "/metrics" if name in ROOMCASTS else None,
             session=session,
         )
         await asyncio.sleep(SETTLE_SECONDS)
@@ -410,7 +472,14 @@ async def run(
     outcome = Outcome()
     with_ticks = ticks_servers(plan, servers)
     ticks_clients = plan.ticks.clients if plan.ticks is not None and with_ticks else 0
-    tokens = await asyncio.to_thread(mint_tokens, max(*plan.connections, ticks_clients))
+    count = max(*plan.connections, *plan.expiry_connections, ticks_clients)
+    issued = time.time()
+    tokens = await asyncio.to_thread(mint_tokens, count, False, issued)
+    staggered = (
+        await asyncio.to_thread(mint_tokens, count, True, issued)
+        if ROOMCAST_STAGGERED in servers
+        else tokens
+    )
     timeout = aiohttp.ClientTimeout(total=300)
     connector = aiohttp.TCPConnector(limit=256)
     async with (
@@ -421,20 +490,32 @@ async def run(
         if any(s in KAFKA_FED and s not in MEMORY_ONLY for s in servers):
             infra = await stack.enter_async_context(
                 roomcast_infra(
-                    workdir, place, session, feed_kind, log, with_publisher=ROOMCAST in servers
+                    workdir,
+                    place,
+                    session,
+                    feed_kind,
+                    log,
+                    with_publisher=any(s in ON_KAFKA for s in servers),
+                    with_bus_redis=ROOMCAST_REDIS in servers,
                 )
             )
             outcome.notes.extend(infra.notes)
         load = stack.enter_context(
             LoadGenerator(plan.workers, place.load if place.pinned else None)
         )
-        for connections in plan.connections:
-            for name in servers:
+        # the main ladder, then the expiry step (uniform against staggered expiries only)
+        steps = [(c, list(servers)) for c in plan.connections] + [
+            (c, [s for s in servers if s in (ROOMCAST, ROOMCAST_STAGGERED)])
+            for c in plan.expiry_connections
+        ]
+        for connections, names in steps:
+            for name in names:
                 started = time.monotonic()
                 try:
                     await measure_server(
-                        name, connections, plan, tokens, load, outcome, workdir, place,
-                        session, infra, log,
+                        name, connections, plan,
+                        staggered if name == ROOMCAST_STAGGERED else tokens,
+                        load, outcome, workdir, place, session, infra, log,
                     )  # fmt: skip
                 except Exception as exc:
                     key = f"{name} C={connections}"

@@ -36,9 +36,26 @@ CENTRIFUGO = "centrifugo"
 CENTRIFUGO_HTTP = "centrifugo_http"
 CENTRIFUGO_LOWMEM = "centrifugo_lowmem"
 CENTRIFUGOS = (CENTRIFUGO, CENTRIFUGO_HTTP, CENTRIFUGO_LOWMEM)
-ALL = (ROOMCAST, NODE_WS, AIOHTTP_NAIVE, *CENTRIFUGOS)
-# Servers whose messages come from Kafka (and so need the broker started).
-KAFKA_FED = (ROOMCAST, CENTRIFUGO, CENTRIFUGO_LOWMEM)
+# roomcast's own variants, each measured beside `roomcast` in the same run:
+# presence off (what presence costs), clients whose tokens expire each at a second of
+# their own (what the expiry wheel costs), and the Redis Streams bus instead of Kafka.
+ROOMCAST_NOPRESENCE = "roomcast_nopresence"
+ROOMCAST_STAGGERED = "roomcast_staggered"
+ROOMCAST_REDIS = "roomcast_redis"
+ROOMCASTS = (ROOMCAST, ROOMCAST_NOPRESENCE, ROOMCAST_STAGGERED, ROOMCAST_REDIS)
+ALL = (*ROOMCASTS, NODE_WS, AIOHTTP_NAIVE, *CENTRIFUGOS)
+# Servers that need the run's Kafka, Redis and (for roomcast on Kafka) the publisher.
+KAFKA_FED = (
+    ROOMCAST,
+    ROOMCAST_NOPRESENCE,
+    ROOMCAST_STAGGERED,
+    ROOMCAST_REDIS,
+    CENTRIFUGO,
+    CENTRIFUGO_LOWMEM,
+)
+# Measured for handshakes, idle memory and bursts only (the sustained sweep and `ticks`
+# would tell nothing their comparison needs).
+BURST_ONLY = (ROOMCAST_NOPRESENCE, ROOMCAST_STAGGERED)
 
 
 class ServerProcess:
@@ -183,7 +200,9 @@ def edge_env(base: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def start_edge(workdir: Path, cpus: frozenset[int] | None, env: Mapping[str, str]) -> ServerProcess:
-    server = ServerProcess(ROOMCAST, workdir, cpus)
+def start_edge(
+    workdir: Path, cpus: frozenset[int] | None, env: Mapping[str, str], name: str = ROOMCAST
+) -> ServerProcess:
+    server = ServerProcess(name, workdir, cpus)
     server.start_service(edge_env(env))
     return server

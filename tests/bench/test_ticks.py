@@ -53,7 +53,7 @@ def test_pairs_name_topics_and_types() -> None:
     assert (FULL.ticks.pairs, FULL.ticks.clients, FULL.ticks.per_client) == (4000, 5000, 5)
     assert FULL.ticks.rates[0] == 2000
     assert QUICK.ticks is not None
-    assert QUICK.ticks_servers == ("roomcast", "centrifugo")
+    assert QUICK.ticks_servers == ("roomcast", "roomcast_redis", "centrifugo")
 
 
 def test_expected_deliveries_follow_subscriptions() -> None:
