@@ -91,10 +91,28 @@ class Infra:
     producer: AIOKafkaProducer
     feed: Feed | None = None
     publisher: ServiceProcess | None = None
-    # the Redis Streams bus (its own Redis, append-only file on) for `roomcast_redis`
+    # the Redis Streams bus (its own Redis, append-only file on) for `roomcast_redis`:
+    # its streams' prefix, a client appending straight to them (the `ticks` feed), and
+    # what feeds the other scenarios (a publisher on that bus, like `feed` on Kafka)
     bus_redis_url: str | None = None
     bus_client: aioredis.Redis | None = None
+    bus_prefix: str = ""
+    bus_feed: Feed | None = None
     notes: list[str] = field(default_factory=list)
+
+    def bus_env(self) -> dict[str, str]:
+        """Settings of a service on the Redis Streams bus."""
+        assert self.bus_redis_url is not None
+        return {
+            **self.env,
+            "ROOMCAST_BUS__KIND": "redis",
+            "ROOMCAST_BUS__STREAM": self.bus_prefix,
+            "ROOMCAST_REDIS__URL": self.bus_redis_url,
+        }
+
+    def bus_direct(self) -> Feed:
+        assert self.bus_client is not None
+        return RedisStreamFeed(self.bus_client, self.bus_prefix)
 
 
 @dataclass
@@ -187,6 +205,8 @@ async def roomcast_infra(
             infra.bus_redis_url = bus.url
             infra.bus_client = aioredis.Redis.from_url(bus.url)
             stack.push_async_callback(infra.bus_client.aclose)
+            infra.bus_prefix = f"bench:{uuid.uuid4().hex[:10]}"
+            infra.bus_feed = infra.bus_direct()
         if feed_kind == "publisher" and with_publisher:
             publisher = ServiceProcess("publisher", infra.env, workdir / "logs")
             try:
@@ -201,6 +221,22 @@ async def roomcast_infra(
                 pin_process(publisher.pid, place.load)
                 infra.publisher = publisher
                 infra.feed = PublisherFeed(session, publisher.url)
+        if feed_kind == "publisher" and with_bus_redis:
+            # the same route on the Redis bus: a publisher appending to its streams
+            bus_publisher = ServiceProcess(
+                "publisher", infra.bus_env(), workdir / "logs", name="publisher-redis"
+            )
+            try:
+                await asyncio.to_thread(bus_publisher.start, 90.0)
+            except RuntimeError as exc:
+                infra.notes.append(
+                    "publisher on the Redis bus did not start, messages went straight to its"
+                    " streams: " + str(exc).splitlines()[0]
+                )
+            else:
+                stack.callback(bus_publisher.stop)
+                pin_process(bus_publisher.pid, place.load)
+                infra.bus_feed = PublisherFeed(session, bus_publisher.url)
         if infra.feed is None:
             infra.feed = KafkaFeed(producer, topic)
         yield infra
@@ -225,19 +261,9 @@ async def _start_server(
         return edge, infra.feed
     if name == ROOMCAST_REDIS:
         assert infra is not None
-        assert infra.bus_redis_url is not None
-        assert infra.bus_client is not None
-        # streams of its own per edge: one started later does not fill its history with
-        # an earlier edge's messages
-        prefix = f"bench:{uuid.uuid4().hex[:10]}"
-        env = {
-            **infra.env,
-            "ROOMCAST_BUS__KIND": "redis",
-            "ROOMCAST_BUS__STREAM": prefix,
-            "ROOMCAST_REDIS__URL": infra.bus_redis_url,
-        }
-        edge = await asyncio.to_thread(start_edge, workdir, cpus, env, name)
-        return edge, RedisStreamFeed(infra.bus_client, prefix)
+        assert infra.bus_feed is not None
+        edge = await asyncio.to_thread(start_edge, workdir, cpus, infra.bus_env(), name)
+        return edge, infra.bus_feed
     if name in CENTRIFUGOS:
         kafka: KafkaSource | None = None
         if name in KAFKA_FED and name not in MEMORY_ONLY:
@@ -374,6 +400,11 @@ async def measure_ticks(
         assert infra is not None
         server, _ = await _start_server(name, workdir, place, infra, session)
         feed: Feed = KafkaFeed(infra.producer, infra.topic)
+    elif name == ROOMCAST_REDIS:
+        # likewise straight to the Redis bus's streams
+        assert infra is not None
+        server, _ = await _start_server(name, workdir, place, infra, session)
+        feed = infra.bus_direct()
     else:
         server, feed = await _start_server(name, workdir, place, infra, session)
     try:

@@ -19,7 +19,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from bench.feeds import KafkaFeed, RedisStreamFeed
+from bench.feeds import KafkaFeed, PublisherFeed, RedisStreamFeed
 from bench.loadgen import LoadGenerator
 from bench.plan import FULL, QUICK, SMOKE
 from bench.report import (
@@ -49,6 +49,7 @@ from bench.system import Placement
 
 from bench import scenarios, ticks
 from roomcast_core import stream_wire
+from roomcast_harness.services import ServiceProcess
 
 UNPINNED = Placement(frozenset({0}), frozenset({0}))
 
@@ -190,7 +191,7 @@ async def bench_infra(
     await producer.start()
     bus = aioredis.Redis.from_url(aof_redis_url)
     try:
-        yield Infra(
+        infra = Infra(
             env={
                 "ROOMCAST_REDIS__URL": redis_url,
                 "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -204,7 +205,10 @@ async def bench_infra(
             feed=KafkaFeed(producer, topic),
             bus_redis_url=aof_redis_url,
             bus_client=bus,
+            bus_prefix=f"bench:test:{uuid.uuid4().hex[:8]}",
         )
+        infra.bus_feed = infra.bus_direct()
+        yield infra
     finally:
         await bus.aclose()
         await producer.stop()
@@ -244,6 +248,24 @@ async def test_each_variant_delivers_every_burst_message_once(
     assert (hs["opened"], hs["failed"]) == (12, 0)
     assert burst["expected"] == burst["delivered"] == 12 * 5
     assert (burst["lost"], burst["duplicated"], burst["closed_during"]) == (0, 0, 0)
+
+
+async def test_a_publisher_on_the_redis_bus_feeds_roomcast_redis(
+    bench_infra: Infra, load: LoadGenerator, tmp_path: Path
+) -> None:
+    publisher = ServiceProcess("publisher", bench_infra.bus_env(), tmp_path, name="pub-redis")
+    await asyncio.to_thread(publisher.start, 90.0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            bench_infra.bus_feed = PublisherFeed(session, publisher.url)
+            hs, burst = await _handshakes_and_burst(
+                ROOMCAST_REDIS, mint_tokens(12), bench_infra, load, tmp_path
+            )
+    finally:
+        await asyncio.to_thread(publisher.stop)
+    assert (hs["opened"], hs["failed"]) == (12, 0)
+    assert burst["expected"] == burst["delivered"] == 12 * 5
+    assert (burst["lost"], burst["duplicated"]) == (0, 0)
 
 
 async def test_the_redis_feed_appends_in_the_wire_format_and_ticks_reach_their_clients(
