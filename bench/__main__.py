@@ -26,7 +26,8 @@ def main() -> int:
         "--feed",
         choices=("publisher", "kafka"),
         default="publisher",
-        help="how roomcast is fed: through the publisher, or straight to Kafka",
+        help="how roomcast is fed: through the publisher, or straight to Kafka"
+        " (roomcast_redis: through a publisher on its bus, or straight to its streams)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
