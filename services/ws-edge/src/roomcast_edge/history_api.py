@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 
@@ -29,6 +30,8 @@ from roomcast_edge.domain.positions import format_vector
 from roomcast_edge.domain.publication import Publication
 from roomcast_edge.keys import ARCHIVE_KEY, NODE_KEY, REVOCATIONS_KEY, VERIFIER_KEY
 from roomcast_edge.node import Node
+
+log = logging.getLogger(__name__)
 
 # Records examined for one page at most (matching or not): a sparse selection over
 # a long log answers in bounded time with `complete: false` and a `next` further on.
@@ -62,9 +65,10 @@ async def history_handler(request: web.Request) -> web.Response:
     node, archive = app[NODE_KEY], app[ARCHIVE_KEY]
     try:
         page = await asyncio.wait_for(read_page(node, archive, query), ARCHIVE_TIMEOUT)
-    except (TimeoutError, OSError) as exc:
+    except Exception as exc:  # the bus's client errors are many; each is a 503
+        log.info("history read failed", extra={"error": repr(exc)})
         return error_response(
-            503, "history_unavailable", f"the stream's log cannot be read now: {exc!r}"
+            503, "history_unavailable", "the stream's log cannot be read now, retry"
         )
     return web.Response(body=page, content_type="application/json")
 
