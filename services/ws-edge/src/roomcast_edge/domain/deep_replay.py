@@ -26,6 +26,7 @@ class DeepJob(ReplayJob):
         "_buffer",
         "_cursor",
         "_inner",
+        "_pinned",
         "_targets",
         "buffered",
         "failed",
@@ -50,6 +51,8 @@ class DeepJob(ReplayJob):
         self.buffered = 0
         self.handed = False
         self.failed = False
+        # Where the replay was pinned (the session's selection changed): never read past.
+        self._pinned: dict[int, int] | None = None
         # Called when the buffer was drained or the job wants more: wakes the reader.
         self.on_drained: Callable[[], None] | None = None
 
@@ -59,8 +62,10 @@ class DeepJob(ReplayJob):
         """(partition, after, upto) still to read from the bus; None: caught up."""
         if self.handed or self.failed:
             return None
-        cursor = self._cursor
+        cursor, pinned = self._cursor, self._pinned
         for partition, target in sorted(self._targets().items()):
+            if pinned is not None:
+                target = min(target, pinned.get(partition, -1))
             after = cursor.setdefault(partition, -1)
             if after < target:
                 return partition, after, target
@@ -98,6 +103,8 @@ class DeepJob(ReplayJob):
         return not self._buffer and not self.failed and self.pending() is not None
 
     def pin(self, positions: Mapping[int, int]) -> None:
+        if self._pinned is None:
+            self._pinned = dict(positions)
         self._inner.pin(positions)
 
     @property
