@@ -279,6 +279,19 @@ def centrifugo_targets(results: dict[str, Any], plan: Plan) -> list[Verdict]:
     ]
 
 
+def _measured_only(ratios: dict[str, Any]) -> dict[str, Any]:
+    """Without the sustained points neither side ran (burst-only variants have none)."""
+    sustained = {
+        c: {rate: r for rate, r in points.items() if any(v is not None for v in r.values())}
+        for c, points in ratios.get("sustained", {}).items()
+    }
+    sustained = {c: points for c, points in sustained.items() if points}
+    out = {k: v for k, v in ratios.items() if k != "sustained"}
+    if sustained:
+        out["sustained"] = sustained
+    return out
+
+
 def variant_targets(results: dict[str, Any]) -> list[Verdict]:
     """Presence and token-expiry targets, for the variants this run measured."""
     verdicts = []
@@ -363,7 +376,7 @@ def build(
         "ratio_vs_centrifugo_http": ratios_vs(scenarios, CENTRIFUGO_HTTP),
         "ratio_vs_centrifugo_lowmem": ratios_vs(scenarios, CENTRIFUGO_LOWMEM),
         **{
-            key: ratios_vs(scenarios, baseline, ours)
+            key: _measured_only(ratios_vs(scenarios, baseline, ours))
             for key, (ours, baseline, _) in VARIANTS.items()
         },
         "publisher": outcome.publisher,
