@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from roomcast_core.api import ApiError, validate
@@ -11,8 +13,10 @@ from roomcast_publisher.models import (
     BatchIn,
     MessageIn,
     ScoreIn,
+    batch_drafts,
     check_payload,
     check_unique_ids,
+    message_draft,
 )
 
 
@@ -105,3 +109,53 @@ def test_payload_deeper_than_the_record_can_carry_is_400() -> None:
         check_payload([fits], 10_000, "messages.3.payload")
     assert (caught.value.status, caught.value.code) == (400, "payload_too_deep")
     assert "messages.3.payload" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"payload": 1},
+        {"topic": "order", "type": "event", "room": "1001", "payload": None, "message_id": "m1"},
+        {"room": "a b", "payload": [1]},
+        {"room": "x" * NAME_MAX, "payload": 1},
+        {"room": "x" * (NAME_MAX + 1), "payload": 1},
+        {"room": "zimmer-ü", "payload": 1},
+        {"room": "ends ", "payload": 1},
+        {"room": "a\nb", "payload": 1},
+        {"type": "*", "payload": 1},
+        {"topic": 5, "payload": 1},
+        {"message_id": "has space", "payload": 1},
+        {"message_id": "m" * 129, "payload": 1},
+        {"payload": 1, "extra": True},
+        {"topic": "t"},
+        [1],
+        "text",
+    ],
+)
+def test_the_fast_path_accepts_and_refuses_exactly_as_the_model(data: object) -> None:
+    expected = outcome(lambda: validate(MessageIn, data).draft())
+    assert outcome(lambda: message_draft(data)) == expected
+    batch = {"messages": [{"payload": 0}, data]}
+    expected_batch = outcome(lambda: [m.draft() for m in validate(BatchIn, batch).messages])
+    assert outcome(lambda: batch_drafts(batch)) == expected_batch
+
+
+def outcome(call: Callable[[], object]) -> object:
+    """The value, or the error's status and message."""
+    try:
+        return call()
+    except ApiError as exc:
+        return (exc.status, exc.message)
+
+
+def describe(model: type[BatchIn], data: object) -> str:
+    with pytest.raises(ApiError) as caught:
+        validate(model, data)
+    return caught.value.message
+
+
+@pytest.mark.parametrize("data", [{"messages": []}, {"messages": [{"payload": 1}], "x": 1}, []])
+def test_a_malformed_batch_is_refused_as_the_model_refuses_it(data: object) -> None:
+    with pytest.raises(ApiError) as caught:
+        batch_drafts(data)
+    assert caught.value.message == describe(BatchIn, data)

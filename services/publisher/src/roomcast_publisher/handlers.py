@@ -15,11 +15,11 @@ from roomcast_publisher.keys import PUBLISHER_KEY, SETTINGS_KEY
 from roomcast_publisher.models import (
     BATCH_BODY_MAX,
     ENVELOPE_BYTES,
-    BatchIn,
-    MessageIn,
     ScoreIn,
+    batch_drafts,
     check_payload,
     check_unique_ids,
+    message_draft,
 )
 from roomcast_publisher.openapi import openapi
 
@@ -55,9 +55,9 @@ async def publish_message(request: web.Request) -> web.Response:
     limits = settings.publisher
     require_api_key(request, limits.api_keys)
     data = await read_json(request, limits.max_payload_bytes + ENVELOPE_BYTES)
-    body = validate(MessageIn, data)
-    check_payload(body.payload, limits.max_payload_bytes)
-    [outcome] = await request.app[PUBLISHER_KEY].publish([body.draft()])
+    draft = message_draft(data)
+    check_payload(draft.payload, limits.max_payload_bytes)
+    [outcome] = await request.app[PUBLISHER_KEY].publish([draft])
     if isinstance(outcome, Refusal):
         raise ApiError(
             STATUS[outcome.reason],
@@ -86,12 +86,12 @@ async def publish_batch(request: web.Request) -> web.Response:
             "invalid_request",
             f"messages: at most {limits.max_batch} per batch, got {len(messages)}",
         )
-    batch = validate(BatchIn, data)
-    for index, message in enumerate(batch.messages):
-        check_payload(message.payload, limits.max_payload_bytes, f"messages.{index}.payload")
-    check_unique_ids(batch.messages)
+    drafts = batch_drafts(data)
+    for index, draft in enumerate(drafts):
+        check_payload(draft.payload, limits.max_payload_bytes, f"messages.{index}.payload")
+    check_unique_ids(drafts)
 
-    outcomes = await request.app[PUBLISHER_KEY].publish([m.draft() for m in batch.messages])
+    outcomes = await request.app[PUBLISHER_KEY].publish(drafts)
     results = [_batch_result(outcome) for outcome in outcomes]
     refusals = [o for o in outcomes if isinstance(o, Refusal)]
     statuses = {STATUS[r.reason] for r in refusals}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from roomcast_core.api import MAX_WRITE_DEPTH, ApiError
+from roomcast_core.api import MAX_WRITE_DEPTH, ApiError, validate
 from roomcast_publisher.domain.publishing import Draft
 
 NAME_MAX = 128
@@ -54,6 +56,56 @@ class MessageIn(BaseModel):
 
     def draft(self) -> Draft:
         return Draft(self.topic, self.type, self.room, self.payload, self.message_id)
+
+
+# The common shape, checked without pydantic: printable ASCII names and ids. Anything
+# else (non-ASCII names, wrong types, unknown fields, errors) takes the model's path,
+# which accepts or refuses exactly as before, with the same messages.
+_PLAIN_NAME = re.compile(rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{NAME_MAX - 2}}}[\x21-\x7e])?")
+_PLAIN_ID = re.compile(rf"[\x21-\x7e]{{1,{MESSAGE_ID_MAX}}}")
+_FIELDS = frozenset({"topic", "type", "room", "payload", "message_id"})
+
+
+def _plain_name(value: Any) -> bool:
+    return value is None or (type(value) is str and _PLAIN_NAME.fullmatch(value) is not None)
+
+
+def plain_draft(data: Any) -> Draft | None:
+    """The draft of a message that is obviously valid, or None: then ask the model."""
+    if type(data) is not dict or "payload" not in data or not _FIELDS.issuperset(data):
+        return None
+    topic = data.get("topic")
+    kind = data.get("type")
+    room = data.get("room")
+    message_id = data.get("message_id")
+    if not (_plain_name(topic) and _plain_name(kind) and _plain_name(room)) or kind == "*":
+        return None
+    if message_id is not None and (
+        type(message_id) is not str or _PLAIN_ID.fullmatch(message_id) is None
+    ):
+        return None
+    return Draft(topic, kind, room, data["payload"], message_id)
+
+
+def message_draft(data: Any) -> Draft:
+    """A single message's draft; 400 naming the field when it is not one."""
+    draft = plain_draft(data)
+    return draft if draft is not None else validate(MessageIn, data).draft()
+
+
+def batch_drafts(data: Any) -> list[Draft]:
+    """A batch's drafts in order; 400 naming the message and field when one is bad."""
+    messages = data.get("messages") if type(data) is dict and len(data) == 1 else None
+    if type(messages) is list and messages:
+        drafts: list[Draft] = []
+        for message in messages:
+            draft = plain_draft(message)
+            if draft is None:
+                break
+            drafts.append(draft)
+        else:
+            return drafts
+    return [message.draft() for message in validate(BatchIn, data).messages]
 
 
 class BatchIn(BaseModel):
@@ -134,7 +186,7 @@ def check_payload(payload: Any, limit: int, where: str = "payload") -> None:
         )
 
 
-def check_unique_ids(messages: list[MessageIn]) -> None:
+def check_unique_ids(messages: Sequence[MessageIn | Draft]) -> None:
     seen: dict[str, int] = {}
     for index, message in enumerate(messages):
         if message.message_id is None:

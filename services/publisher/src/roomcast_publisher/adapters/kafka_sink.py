@@ -34,6 +34,7 @@ from roomcast_core.settings import KafkaSettings
 from roomcast_publisher.adapters.kafka_inflight import InFlightTracker
 from roomcast_publisher.adapters.kafka_topic import ensure_topic
 from roomcast_publisher.domain.ports import Delivery, OutcomeUnknown, SinkUnavailable
+from roomcast_publisher.observe import record_trace
 
 log = logging.getLogger(__name__)
 _PARTITION_CACHE = 100_000  # keys remembered before the cache starts afresh
@@ -62,6 +63,7 @@ class KafkaSink:
         max_record_bytes: int = 1 << 20,
         probe_interval: float = 1.0,
         on_fence: Callable[[], None] = lambda: None,
+        traced: bool = True,
     ) -> None:
         self._settings = settings
         self._topic = settings.topic
@@ -80,6 +82,7 @@ class KafkaSink:
         self._partition_list: list[int] = []
         self._partition_cache: dict[bytes, int] = {}
         self._tracer = trace.get_tracer("roomcast_publisher")
+        self._traced = traced  # False: no span, the request's record_trace() context
 
     # ---- state -----------------------------------------------------------
 
@@ -148,6 +151,8 @@ class KafkaSink:
         if producer is None or not self._up:
             refused = SinkUnavailable(f"kafka is unreachable ({self._problem or 'reconnecting'})")
             return [refused] * len(messages)
+        if not self._traced:
+            return await self._produce(producer, messages, record_trace())
         # One PRODUCER span per call (a batch is one "send"); every record carries its context.
         span = self._tracer.start_span(
             f"send {self._topic}",
@@ -158,32 +163,7 @@ class KafkaSink:
             carrier: dict[str, str] = {}
             inject(carrier, context=trace.set_span_in_context(span))
             trace_headers = [(name, value.encode()) for name, value in carrier.items()]
-            futures: list[asyncio.Future[Any]] = []
-            refused_rest: SinkUnavailable | None = None
-            try:
-                # Cancelling send() itself (not its future) keeps the record out of the
-                # producer. A record it does not take fails the rest of the call too, so a
-                # later record of the same key is never published after an earlier refusal.
-                async with asyncio.timeout(self._ack_timeout):
-                    partition_of = self._partitioner(producer)
-                    for message in messages:
-                        key = wire.encode_key(message)
-                        futures.append(
-                            await producer.send(
-                                self._topic,
-                                value=wire.encode_value(message),
-                                key=key,
-                                partition=partition_of(key),
-                                headers=wire.encode_headers(message, trace_headers),
-                            )
-                        )
-            except (KafkaError, TimeoutError) as exc:
-                refused_rest = SinkUnavailable(f"kafka did not take the record: {exc!r}")
-            except Exception as exc:  # a record aiokafka rejects before taking it
-                refused_rest = SinkUnavailable(f"kafka did not take the record: {exc!r}")
-            deliveries = await self._settle(producer, futures)
-            if refused_rest is not None:
-                deliveries.extend([refused_rest] * (len(messages) - len(futures)))
+            deliveries = await self._produce(producer, messages, trace_headers)
             failure = next((d for d in deliveries if not isinstance(d, str)), None)
             if failure is not None:
                 _fail_span(span, failure)
@@ -194,6 +174,40 @@ class KafkaSink:
             return deliveries
         finally:
             span.end()
+
+    async def _produce(
+        self,
+        producer: AIOKafkaProducer,
+        messages: Sequence[wire.Message],
+        trace_headers: list[tuple[str, bytes]],
+    ) -> list[Delivery]:
+        futures: list[asyncio.Future[Any]] = []
+        refused_rest: SinkUnavailable | None = None
+        try:
+            # Cancelling send() itself (not its future) keeps the record out of the
+            # producer. A record it does not take fails the rest of the call too, so a
+            # later record of the same key is never published after an earlier refusal.
+            async with asyncio.timeout(self._ack_timeout):
+                partition_of = self._partitioner(producer)
+                for message in messages:
+                    key = wire.encode_key(message)
+                    futures.append(
+                        await producer.send(
+                            self._topic,
+                            value=wire.encode_value(message),
+                            key=key,
+                            partition=partition_of(key),
+                            headers=wire.encode_headers(message, trace_headers),
+                        )
+                    )
+        except (KafkaError, TimeoutError) as exc:
+            refused_rest = SinkUnavailable(f"kafka did not take the record: {exc!r}")
+        except Exception as exc:  # a record aiokafka rejects before taking it
+            refused_rest = SinkUnavailable(f"kafka did not take the record: {exc!r}")
+        deliveries = await self._settle(producer, futures)
+        if refused_rest is not None:
+            deliveries.extend([refused_rest] * (len(messages) - len(futures)))
+        return deliveries
 
     def _partitioner(self, producer: AIOKafkaProducer) -> Callable[[bytes], int | None]:
         """Kafka's default partition for a key (murmur2 of it, as aiokafka would pick),

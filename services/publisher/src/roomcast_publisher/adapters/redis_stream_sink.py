@@ -42,6 +42,7 @@ from roomcast_core.stream_wire import (
     stream_key,
 )
 from roomcast_publisher.domain.ports import Delivery, OutcomeUnknown, SinkUnavailable
+from roomcast_publisher.observe import record_trace
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class RedisStreamSink:
         *,
         timeout: float,
         probe_interval: float = 1.0,
+        traced: bool = True,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -67,6 +69,7 @@ class RedisStreamSink:
         self._up = False
         self._problem: str | None = "not connected yet"
         self._tracer = trace.get_tracer("roomcast_publisher")
+        self._traced = traced  # False: no span, the request's record_trace() context
 
     @property
     def up(self) -> bool:
@@ -118,6 +121,11 @@ class RedisStreamSink:
         if not self._up:
             refused = SinkUnavailable(f"redis is unreachable ({self._problem or 'reconnecting'})")
             return [refused] * len(messages)
+        if not self._traced:
+            headers = dict(record_trace())
+            return await self._produce(
+                messages, headers.get("traceparent", b""), headers.get("tracestate", b"")
+            )
         span = self._tracer.start_span(
             f"send {self._settings.stream}",
             kind=SpanKind.PRODUCER,
@@ -131,18 +139,11 @@ class RedisStreamSink:
         try:
             carrier: dict[str, str] = {}
             inject(carrier, context=trace.set_span_in_context(span))
-            traceparent = carrier.get("traceparent", "").encode()
-            tracestate = carrier.get("tracestate", "").encode()
-            groups: dict[int, list[int]] = {}
-            entries: dict[int, list[Entry]] = {}
-            for index, message in enumerate(messages):
-                key = wire.encode_key(message)
-                partition = partition_for(key, self._settings.partitions)
-                groups.setdefault(partition, []).append(index)
-                entries.setdefault(partition, []).append(
-                    (key, wire.encode_value(message), traceparent, tracestate)
-                )
-            deliveries = await self._append(groups, entries, len(messages))
+            deliveries = await self._produce(
+                messages,
+                carrier.get("traceparent", "").encode(),
+                carrier.get("tracestate", "").encode(),
+            )
             failure = next((d for d in deliveries if not isinstance(d, str)), None)
             if failure is not None:
                 span.record_exception(failure)
@@ -150,6 +151,20 @@ class RedisStreamSink:
             return deliveries
         finally:
             span.end()
+
+    async def _produce(
+        self, messages: Sequence[wire.Message], traceparent: bytes, tracestate: bytes
+    ) -> list[Delivery]:
+        groups: dict[int, list[int]] = {}
+        entries: dict[int, list[Entry]] = {}
+        for index, message in enumerate(messages):
+            key = wire.encode_key(message)
+            partition = partition_for(key, self._settings.partitions)
+            groups.setdefault(partition, []).append(index)
+            entries.setdefault(partition, []).append(
+                (key, wire.encode_value(message), traceparent, tracestate)
+            )
+        return await self._append(groups, entries, len(messages))
 
     async def _append(
         self, groups: dict[int, list[int]], entries: dict[int, list[Entry]], count: int
