@@ -220,3 +220,34 @@ async def test_twenty_deep_recoveries_leave_a_well_behaved_client_alone(
     )
     assert ratio < 50  # a stall would be far beyond; measured 5-30 on a loaded machine
     await probe.close()
+
+
+async def test_join_and_subscribe_with_an_old_since_recover_from_kafka(
+    infra: Infra, topic: str, start_service: ServiceFactory, publisher: Publisher
+) -> None:
+    edge = start_service("edge", infra.env(topic, **TINY), name="edge")
+    room, sub = f"j-{uuid.uuid4().hex[:6]}", f"s{uuid.uuid4().hex[:6]}"
+    ws, hello = await connect(edge, token=token())
+    since = hello["position"]
+    msgs = [message({"seq": i}, room=room) for i in range(300)]
+    msgs += [message({"seq": i}, topic=sub, type_="a") for i in range(300)]
+    msgs += [message({"seq": -1}, topic=sub, type_="b") for _ in range(100)]
+    await publisher.send_many(msgs)
+    marker = message({"seq": "marker"})  # a broadcast: once seen, the edge read them all
+    await publisher.send(marker)
+    while (await recv_json(ws)).get("meta", {}).get("message_id") != marker.message_id:
+        pass
+    # A connect with an old since makes the edge ask Kafka where its log starts
+    # (it also asks on its own every few seconds).
+    warm, hello = await connect(edge, token=token(), since=since)
+    assert hello["recovered"] is True
+    await warm.close()
+
+    reply = await request(ws, "join", {"room": room, "since": since}, request_id="j")
+    assert reply["status"] == "ok"
+    assert reply["recovered"] is True
+    assert await _read(ws, _vector(since), 300) == list(range(300))
+    reply = await request(ws, "subscribe", {"topic": sub, "type": "a", "since": since}, "s")
+    assert reply["recovered"] is True
+    assert await _read(ws, _vector(since), 300) == list(range(300))
+    await ws.close()

@@ -76,10 +76,19 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.edge.presence:
         _watch_rooms(app[NODE_KEY], app[ROOM_PRESENCE_KEY])
     archive = app[ARCHIVE_KEY]
+    watching: asyncio.Task[None] | None = None
     if archive is not None:
-        app[NODE_KEY].deep = DeepRecoveries(archive, app[NODE_KEY].fanout)
+        node = app[NODE_KEY]
+        deep = node.deep = DeepRecoveries(archive, node.fanout)
+        node.dispatcher.known_log_start = archive.known_log_start
+        history = node.history
+        watching = asyncio.create_task(deep.watch_log_start(lambda: history.partitions))
     yield
     node = app[NODE_KEY]
+    if watching is not None:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     if node.deep is not None:
         await node.deep.close()
     for conn in list(node.connections.values()):

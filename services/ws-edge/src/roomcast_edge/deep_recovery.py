@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from roomcast_edge.domain.deep_replay import DeepJob
 from roomcast_edge.domain.ports import ArchiveGone, StreamArchive
@@ -26,6 +27,8 @@ READ_AHEAD = 256 * 1024
 CHUNK_RECORDS = 100
 # How often an idle recovery looks whether its client went away.
 IDLE_CHECK = 1.0
+# Seconds between two looks at where the bus's log starts (retention moves it).
+LOG_START_EVERY = 10.0
 
 
 class DeepRecoveries:
@@ -33,6 +36,18 @@ class DeepRecoveries:
         self._archive = archive
         self._fanout = fanout
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def watch_log_start(self, partitions: Callable[[], list[int]]) -> None:
+        """Keep where the log starts known, for `since` on subscribe/join, which cannot
+        wait to ask: retention moves it on, so it is asked again every LOG_START_EVERY."""
+        while True:
+            try:
+                await asyncio.wait_for(self._archive.log_start(partitions()), LOG_START_EVERY)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("log start check failed, retried", extra={"error": repr(exc)})
+            await asyncio.sleep(LOG_START_EVERY)
 
     def start(self, conn: Connection, job: DeepJob) -> None:
         task = asyncio.get_running_loop().create_task(self._run(conn, job), name="deep-recovery")

@@ -239,6 +239,9 @@ class Node:
             return
         self.fanout.pin(conn, self.history.positions())
         self.fanout.replay(conn, [*jobs, self.dispatcher.follow(conn)])
+        for job in jobs:
+            if isinstance(job, DeepJob) and self.deep is not None:
+                self.deep.start(conn, job)
 
     # ---- token lifetime ---------------------------------------------------
 

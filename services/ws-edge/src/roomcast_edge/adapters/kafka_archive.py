@@ -150,6 +150,7 @@ class KafkaArchive:
         self._meta: AIOKafkaConsumer | None = None
         self._meta_lock = asyncio.Lock()
         self._budget = _CpuBudget(CPU_SHARE, CPU_BURST)
+        self._known_start: dict[int, int] | None = None
         metrics.archive_readers.set_function(lambda: self._lent)
         metrics.archive_waiting.set_function(lambda: self._waiting)
 
@@ -178,7 +179,12 @@ class KafkaArchive:
     async def log_start(self, partitions: Sequence[int]) -> dict[int, int]:
         consumer = await self._meta_consumer()
         found = await consumer.beginning_offsets(self._tps(partitions))
-        return {tp.partition: offset for tp, offset in found.items()}
+        start = {tp.partition: offset for tp, offset in found.items()}
+        self._known_start = start
+        return start
+
+    def known_log_start(self) -> dict[int, int] | None:
+        return self._known_start
 
     async def offsets_at(self, timestamp_ms: int, partitions: Sequence[int]) -> dict[int, int]:
         consumer = await self._meta_consumer()

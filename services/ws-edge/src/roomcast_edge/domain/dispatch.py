@@ -8,6 +8,7 @@ that is what keeps recovery exact, no message can fall into the seam or arrive t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -116,6 +117,9 @@ class Dispatcher(Generic[S]):
         # Fed by the caller with every publication the history keeps.
         self.index = ReplayIndex(partial(oldest_kept, history))
         self.tokens = tokens  # verifies refresh tokens; None: refresh is refused
+        # Where the bus's log starts as last seen, for `since` on subscribe/join (which
+        # cannot wait to ask); None: no read-back from the bus.
+        self.known_log_start: Callable[[], dict[int, int] | None] = lambda: None
 
     # ---- connecting -------------------------------------------------------
 
@@ -244,7 +248,7 @@ class Dispatcher(Generic[S]):
         recovered: bool | None = None
         replay: list[ReplayJob] = []
         if not error and request.since is not None:
-            recovered = self.history.covers(request.since)
+            recovered = self.history.covers(request.since) or isinstance(job, DeepJob)
             if job is not None:
                 recovered, replay = self._bounded_replay(job, recovered)
         elif not error and job is not None:
@@ -346,7 +350,14 @@ class Dispatcher(Generic[S]):
             return ReplayJob(self.index, selector, since, until)
         since = history.rebase(request.since)
         oldest = oldest_kept_before(history, request.since)
-        return ReplayJob(self.index, selector, since, until, oldest)
+        job = ReplayJob(self.index, selector, since, until, oldest)
+        if history.covers(request.since) or not self._bus_holds(
+            request.since, self.known_log_start()
+        ):
+            return job
+        deep = DeepJob(self.index, selector, request.since, job, self.deep_targets)
+        deep.pin(until)
+        return deep
 
 
 def _bounded(ahead: dict[int, int], positions: dict[int, int]) -> dict[int, int] | None:

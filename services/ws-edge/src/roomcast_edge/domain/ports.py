@@ -80,6 +80,9 @@ class StreamArchive(Protocol):
     async def log_start(self, partitions: Sequence[int]) -> dict[int, int]:
         """Per partition, the first offset the bus still holds."""
 
+    def known_log_start(self) -> dict[int, int] | None:
+        """What `log_start` last answered (None: never asked yet)."""
+
     async def offsets_at(self, timestamp_ms: int, partitions: Sequence[int]) -> dict[int, int]:
         """Per partition, the first offset at or after the time (the end when none)."""
 
