@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
 
-from roomcast_core.tokens import TokenIssuer, TokenVerifier, VerificationKey
+from roomcast_core.tokens import TokenClaims, TokenIssuer, TokenVerifier, VerificationKey
 from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.lifetime import (
     OTHER_IDENTITY,
@@ -21,7 +22,11 @@ from roomcast_edge.domain.lifetime import (
 KEY = "unit-secret-0123456789abcdefghijklmnop"
 ISSUER = TokenIssuer("HS256", KEY)
 VERIFIER = TokenVerifier([VerificationKey("HS256", KEY)])
-CURRENT = ISSUER.issue("u1", "d1", 600, rooms=["a", "b"]).claims
+
+
+def current() -> TokenClaims:
+    """The connection's token, made fresh for each test."""
+    return ISSUER.issue("u1", "d1", 600, rooms=["a", "b"]).claims
 
 
 @pytest.mark.parametrize(
@@ -42,7 +47,7 @@ def test_refusal_codes(reason: str, code: str) -> None:
 
 def test_a_token_of_the_same_user_and_device_is_accepted() -> None:
     fresh = ISSUER.issue("u1", "d1", 900, rooms=["a"])
-    claims = vet_refresh(CURRENT, fresh.token, VERIFIER)
+    claims = vet_refresh(current(), fresh.token, VERIFIER)
     assert claims == fresh.claims
 
 
@@ -52,20 +57,24 @@ def _hs512() -> str:
     return jwt.encode(body, "k" * 64, algorithm="HS512")
 
 
+# Tokens are made when the test runs, not when it is collected: collection comes
+# long before a late test runs, and a token made then could have expired.
 @pytest.mark.parametrize(
-    ("token", "expected"),
+    ("make_token", "expected"),
     [
-        ("garbage", "token_invalid"),
-        (ISSUER.issue("u1", "d1", 10, now=time.time() - 100).token, "token_expired"),
-        (ISSUER.issue("u1", "d1", 600, now=time.time() + 900).token, "token_expired"),
-        (TokenIssuer("HS256", "z" * 40).issue("u1", "d1", 600).token, "signature"),
-        (_hs512(), "algorithm"),
-        (ISSUER.issue("u2", "d1", 600).token, OTHER_IDENTITY),
-        (ISSUER.issue("u1", "d2", 600).token, OTHER_IDENTITY),
+        (lambda: "garbage", "token_invalid"),
+        (lambda: ISSUER.issue("u1", "d1", 10, now=time.time() - 100).token, "token_expired"),
+        (lambda: ISSUER.issue("u1", "d1", 600, now=time.time() + 900).token, "token_expired"),
+        (lambda: TokenIssuer("HS256", "z" * 40).issue("u1", "d1", 600).token, "signature"),
+        (_hs512, "algorithm"),
+        (lambda: ISSUER.issue("u2", "d1", 600).token, OTHER_IDENTITY),
+        (lambda: ISSUER.issue("u1", "d2", 600).token, OTHER_IDENTITY),
     ],
 )
-def test_bad_refresh_tokens_are_refused_with_the_reason(token: str, expected: str) -> None:
-    refused = vet_refresh(CURRENT, token, VERIFIER)
+def test_bad_refresh_tokens_are_refused_with_the_reason(
+    make_token: Callable[[], str], expected: str
+) -> None:
+    refused = vet_refresh(current(), make_token(), VERIFIER)
     assert isinstance(refused, str)
     assert expected in refused
 
