@@ -98,6 +98,9 @@ class Node:
         self._closing: set[Connection] = set()
         self.caught_up = False
         self.draining = False
+        # The stream's metrics of a loop turn, applied once at its end.
+        self._tally = metrics.ingest
+        self._tally_scheduled = False
         # Reads the bus's log for replays older than the history (set by the app).
         self.deep: DeepRecoveries | None = None
         metrics.connections.set_function(lambda: len(self.connections))
@@ -126,7 +129,6 @@ class Node:
         self.index.add(publication)
         if not live:
             return 0
-        self.metrics.messages_in.inc()
         started = time.perf_counter()
         recipients = self.hub.recipients(publication.topic, publication.type, publication.room)
         count = (
@@ -136,12 +138,22 @@ class Node:
             if recipients
             else 0
         )
-        self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+        tally = self._tally
+        tally.fanout.observe(time.perf_counter() - started)
+        tally.messages += 1
         if count:
-            self.metrics.deliveries.inc(count)
+            tally.deliveries += count
             if receive_epoch is not None:
-                self.metrics.publish_to_deliver.observe(max(time.time() - receive_epoch, 0.0))
+                tally.received.append(receive_epoch)
+        if not self._tally_scheduled:
+            # After the fan-out's flush of this turn (scheduled by the first delivery).
+            self._tally_scheduled = True
+            self.loop.call_soon(self._apply_tally)
         return count
+
+    def _apply_tally(self) -> None:
+        self._tally_scheduled = False
+        self._tally.apply()
 
     def go_live(self) -> None:
         # Upgrades are refused until now: the history is filled and the stream is live.
