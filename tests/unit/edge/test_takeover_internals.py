@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 from aiohttp import web_protocol
 
@@ -36,3 +39,73 @@ def test_the_edge_app_refuses_to_start_on_such_an_aiohttp(
     monkeypatch.setattr(web_protocol, "RequestHandler", object)
     with pytest.raises(takeover.TakeoverUnsupported, match=r"RequestHandler\.connection_lost"):
         create_app(load_settings({}, {}))
+
+
+def test_aiohttp_leaves_nodelay_to_uvloop_and_sets_it_elsewhere() -> None:
+    from aiohttp import base_protocol
+
+    takeover.restore_nodelay()
+    own = base_protocol.tcp_nodelay  # type: ignore[attr-defined]
+    try:
+        # This aiohttp and uvloop: the override is in place (it fails here, not silently).
+        assert takeover.skip_redundant_nodelay()
+        assert base_protocol.tcp_nodelay is not own  # type: ignore[attr-defined]
+
+        class Sock:
+            family = socket.AF_INET
+
+            def __init__(self) -> None:
+                self.options: list[tuple[int, int, bool]] = []
+
+            def setsockopt(self, level: int, name: int, value: bool) -> None:
+                self.options.append((level, name, value))
+
+        class OtherTransport:
+            sock = Sock()
+
+            def get_extra_info(self, name: str) -> object:
+                return self.sock if name == "socket" else None
+
+        other = OtherTransport()
+        base_protocol.tcp_nodelay(other, True)  # type: ignore[attr-defined,arg-type]
+        assert other.sock.options == [(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)]
+    finally:
+        takeover.restore_nodelay()
+    assert base_protocol.tcp_nodelay is own  # type: ignore[attr-defined]
+
+
+def test_uvloop_sockets_have_nodelay_without_aiohttp_setting_it() -> None:
+    import uvloop
+    from aiohttp import web
+
+    seen: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        transport = request.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return web.Response(text="ok")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        listening = socket.create_server(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
+        await web.SockSite(runner, listening).start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200")
+            writer.close()
+        finally:
+            await runner.cleanup()
+
+    assert takeover.skip_redundant_nodelay()
+    try:
+        uvloop.run(main())
+    finally:
+        takeover.restore_nodelay()
+    assert seen == [1]

@@ -11,8 +11,10 @@ breaking connections one by one.
 from __future__ import annotations
 
 import asyncio
+import importlib
+from collections.abc import Callable
 
-from aiohttp import web, web_protocol
+from aiohttp import base_protocol, web, web_protocol
 
 from roomcast_edge.transport.connection import Connection
 
@@ -61,7 +63,9 @@ def missing_internals() -> list[str]:
 
 
 def check_aiohttp() -> None:
-    """Raise TakeoverUnsupported when the socket takeover cannot work with this aiohttp."""
+    """Raise TakeoverUnsupported when the socket takeover cannot work with this aiohttp;
+    then spare aiohttp's redundant TCP_NODELAY call on uvloop's transports."""
+    skip_redundant_nodelay()
     missing = missing_internals()
     if missing:
         needs = dict(REQUIRED)
@@ -70,6 +74,65 @@ def check_aiohttp() -> None:
             f"aiohttp {_version()} changed internals the WebSocket takeover uses: {detail}. "
             "Install an aiohttp release this edge was tested with."
         )
+
+
+_Nodelay = Callable[[asyncio.Transport, bool], None]
+# aiohttp's own tcp_nodelay, once replaced (None: not replaced).
+_aiohttp_nodelay: _Nodelay | None = None
+
+
+def _uvloop_tcp_transport() -> type | None:
+    try:
+        loop_module = importlib.import_module("uvloop.loop")
+    except ImportError:
+        return None
+    transport = getattr(loop_module, "TCPTransport", None)
+    return transport if isinstance(transport, type) else None
+
+
+def skip_redundant_nodelay() -> bool:
+    """Have aiohttp's connection_made leave TCP_NODELAY alone on uvloop TCP transports.
+
+    uvloop sets TCP_NODELAY on every TCP socket it opens or accepts; aiohttp's
+    `tcp_nodelay()` sets it again through `get_extra_info("socket")`, for which
+    uvloop builds a Python socket object: ~13 µs of every handshake here. The name
+    aiohttp's BaseProtocol calls is replaced by one that skips uvloop's transports
+    and calls aiohttp's own for any other. Nothing is replaced (False) unless
+    BaseProtocol.connection_made still calls a module-level `tcp_nodelay` and uvloop
+    is there; `tests/unit/edge/test_takeover_internals.py` checks that it is
+    replaced and that uvloop's sockets do have TCP_NODELAY.
+    """
+    global _aiohttp_nodelay
+    if _aiohttp_nodelay is not None:
+        return True
+    original = getattr(base_protocol, "tcp_nodelay", None)
+    made = getattr(getattr(base_protocol, "BaseProtocol", None), "connection_made", None)
+    code = getattr(made, "__code__", None)
+    uvloop_transport = _uvloop_tcp_transport()
+    if (
+        not callable(original)
+        or code is None
+        or "tcp_nodelay" not in code.co_names
+        or uvloop_transport is None
+    ):
+        return False
+
+    def tcp_nodelay(transport: asyncio.Transport, value: bool) -> None:
+        if value and type(transport) is uvloop_transport:
+            return  # already set by uvloop
+        original(transport, value)
+
+    _aiohttp_nodelay = original
+    base_protocol.tcp_nodelay = tcp_nodelay  # type: ignore[attr-defined]
+    return True
+
+
+def restore_nodelay() -> None:
+    """Put aiohttp's own tcp_nodelay back (tests)."""
+    global _aiohttp_nodelay
+    if _aiohttp_nodelay is not None:
+        base_protocol.tcp_nodelay = _aiohttp_nodelay  # type: ignore[attr-defined,assignment]
+        _aiohttp_nodelay = None
 
 
 def _version() -> str:
