@@ -179,6 +179,20 @@ def test_staggered_expiry_is_judged_at_the_largest_count() -> None:
     assert "| 19500 | roomcast_staggered | 150,000 | 1.05 |" in table
     assert "| 19500 | roomcast | 200,000 | 1 |" in table
     assert "| staggered / uniform token expiry | 19500 |" in table
+    # presence was not measured at the expiry step: no row of dashes for it
+    with_presence = _results(
+        {
+            ROOMCAST: _figures(hs=900.0, hs_cpu=400.0, rate=200_000.0, cpu=1.0),
+            ROOMCAST_NOPRESENCE: _figures(hs=900.0, hs_cpu=400.0, rate=200_000.0, cpu=1.0),
+            ROOMCAST_STAGGERED: _figures(hs=900.0, hs_cpu=400.0, rate=150_000.0, cpu=1.05),
+        },
+        expiry=19_500,
+    )
+    lines = variant_lines(with_presence)
+    assert [line.split(":")[0] for line in lines] == [
+        "variant presence on / off C=400",
+        "variant staggered / uniform token expiry C=19500",
+    ]
 
 
 def test_no_variant_no_variant_line_or_target() -> None:
