@@ -12,7 +12,9 @@ from roomcast_edge.domain.frames import text_frame
 from roomcast_edge.domain.positions import format_position
 
 
-@dataclass(frozen=True, slots=True)
+# Never changed once made, but not frozen: a frozen dataclass's __init__ sets each
+# field through object.__setattr__, ~1 µs of every record of the stream.
+@dataclass(slots=True)
 class Publication:
     partition: int
     offset: int
