@@ -5,11 +5,13 @@ Value, JSON: {"state": "pending", "token": "<owner>"} while a publish is under w
 publisher lets go), then {"state": "done", "message_id", "position",
 "receive_time"} for the idempotency window.
 
-Claims and settlements are Lua scripts over many keys, and the calls of concurrent
+Claims and settlements are Lua scripts over many ids, and the calls of concurrent
 requests are joined into one script call: one round trip and one command to encode
 and parse serve a whole batch, or many single-message requests at once, instead of
 one or two commands per message (redis-py's per-command cost in Python was larger
-than Redis's own work).
+than Redis's own work). For the same reason their arguments and replies are packed
+into a few strings rather than one element per id. The scripts name the keys they
+build from the prefix and the ids: a single Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -32,42 +34,61 @@ from roomcast_publisher.domain.ports import (
 )
 from roomcast_publisher.domain.publishing import uuid4_hex_source
 
-# KEYS: the ids' keys. ARGV[1]: hold in ms, ARGV[1 + i]: the claim token for KEYS[i].
-# Per key: 1 when this caller now holds it, else the current value, or 0 when it
-# vanished between the SET and the GET (its owner just let go).
+# Arguments are packed: redis-py encodes and frames every argument and parses every
+# reply element in Python, which cost more per message than Redis's own work. Ids are
+# printable ASCII without spaces (the API's rule), so a space separates them; tokens
+# are 32 hex characters each, concatenated.
+# ARGV: hold in ms, the key prefix, the ids, their tokens. Answers {mask, values...}:
+# per id "1" when this caller now holds it, "v" when it is held (its value follows in
+# order), "0" when it vanished between the SET and the GET (its owner just let go).
 _CLAIM = """
-local out = {}
-for i, key in ipairs(KEYS) do
-    local marker = '{"state":"pending","token":"' .. ARGV[i + 1] .. '"}'
-    if redis.call('SET', key, marker, 'NX', 'PX', ARGV[1]) then
-        out[i] = 1
-    else
-        out[i] = redis.call('GET', key) or 0
-    end
-end
-return out
-"""
-
-# KEYS: receipts' keys, then released claims' keys. ARGV[1]: the window in seconds,
-# ARGV[2]: how many receipts, then per key its receipt or its claim token. A marker is
-# deleted only while it is still ours: one that expired and was claimed by another
-# request must survive our late failure.
-_SETTLE = """
-local window, receipts = ARGV[1], tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-    if i <= receipts then
-        redis.call('SET', key, ARGV[i + 2], 'EX', window)
+local hold, prefix, tokens = ARGV[1], ARGV[2], ARGV[4]
+local mask, out, i = {}, {''}, 0
+for id in string.gmatch(ARGV[3], '[^ ]+') do
+    i = i + 1
+    local key = prefix .. id
+    local marker = '{"state":"pending","token":"' .. string.sub(tokens, i * 32 - 31, i * 32) .. '"}'
+    if redis.call('SET', key, marker, 'NX', 'PX', hold) then
+        mask[i] = '1'
     else
         local current = redis.call('GET', key)
         if current then
-            local ok, record = pcall(cjson.decode, current)
-            if ok and type(record) == 'table' and record['token'] == ARGV[i + 2] then
-                redis.call('DEL', key)
-            end
+            mask[i] = 'v'
+            out[#out + 1] = current
+        else
+            mask[i] = '0'
         end
     end
 end
-return #KEYS
+out[1] = table.concat(mask)
+return out
+"""
+
+# ARGV: the window in seconds, the key prefix, the receipts (id, position and receive
+# time per receipt), the releases (id and claim token per release). A marker is deleted
+# only while it is still ours: one that expired and was claimed by another request must
+# survive our late failure.
+_SETTLE = """
+local window, prefix = ARGV[1], ARGV[2]
+local n = 0
+for id, position, at in string.gmatch(ARGV[3], '([^ ]+) ([^ ]+) ([^ ]+)') do
+    local receipt = '{"state":"done","message_id":' .. cjson.encode(id)
+        .. ',"position":"' .. position .. '","receive_time":"' .. at .. '"}'
+    redis.call('SET', prefix .. id, receipt, 'EX', window)
+    n = n + 1
+end
+for id, token in string.gmatch(ARGV[4], '([^ ]+) ([^ ]+)') do
+    local key = prefix .. id
+    local current = redis.call('GET', key)
+    if current then
+        local ok, record = pcall(cjson.decode, current)
+        if ok and type(record) == 'table' and record['token'] == token then
+            redis.call('DEL', key)
+        end
+    end
+    n = n + 1
+end
+return n
 """
 
 
@@ -86,6 +107,25 @@ def _decode(value: bytes | str | None) -> Receipt | InProgress | None:
     except (orjson.JSONDecodeError, AttributeError, KeyError):
         pass  # unreadable: treat as held, never as free (that could publish twice)
     return InProgress()
+
+
+def _check_ids(message_ids: Sequence[str]) -> None:
+    """The packed arguments need ids without spaces or control characters (as the API
+    accepts them); anything else would split wrongly, so it is refused here."""
+    for message_id in message_ids:
+        if not message_id or not _packable(message_id):
+            raise StoreUnavailable(f"message id {message_id!r} cannot be stored")
+
+
+def _packable(text: str) -> bool:
+    return text.isascii() and text.isprintable() and " " not in text
+
+
+def _receipt_fields(receipt: Receipt) -> str:
+    fields = f"{receipt.position} {receipt.receive_time}"
+    if fields.count(" ") != 1 or not _packable(fields.replace(" ", "")):
+        raise StoreUnavailable(f"receipt {receipt!r} cannot be stored")
+    return fields
 
 
 Item = TypeVar("Item")
@@ -144,51 +184,57 @@ class RedisIdempotencyStore:
         self._client = client
         self._claim_script = client.register_script(_CLAIM)
         self._settle_script = client.register_script(_SETTLE)
+        self._prefix = idempotency_key("")
         self._new_token = uuid4_hex_source()
         # One claim call and one settle call at a time; each may carry many requests.
-        # Claim items: (key, token, hold ms); settle items: (key, receipt or None, token,
-        # window seconds).
+        # Claim items: (message_id, token, hold ms); settle items: (message_id, receipt
+        # fields "position receive_time" or None, token, window seconds).
         self._claims: _Coalescer[tuple[str, str, int], Any] = _Coalescer(self._claim_many)
-        self._settles: _Coalescer[tuple[str, bytes | None, str, int], None] = _Coalescer(
+        self._settles: _Coalescer[tuple[str, str | None, str, int], None] = _Coalescer(
             self._settle_many
         )
 
     async def _claim_many(self, items: list[tuple[str, str, int]]) -> list[Any]:
         # Holds differ only if callers' policies do; the longest is the safe one.
         hold_ms = max(hold for _, _, hold in items)
-        replies = await self._claim_script(
-            keys=[key for key, _, _ in items], args=[hold_ms, *(token for _, token, _ in items)]
+        reply = await self._claim_script(
+            args=[
+                hold_ms,
+                self._prefix,
+                " ".join([message_id for message_id, _, _ in items]),
+                "".join([token for _, token, _ in items]),
+            ]
         )
-        if not isinstance(replies, list) or len(replies) != len(items):
-            raise RedisError(f"claim script answered {replies!r}")
-        return replies
+        if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
+            raise RedisError(f"claim script answered {reply!r}")
+        mask, values = reply[0], iter(reply[1:])
+        if len(mask) != len(items) or mask.count(b"v") != len(reply) - 1:
+            raise RedisError(f"claim script answered {reply!r}")
+        # b"1"[0] is 49: held by us; 118 ("v"): its value; 48 ("0"): gone meanwhile.
+        return [1 if flag == 49 else next(values) if flag == 118 else 0 for flag in mask]
 
-    async def _settle_many(self, items: list[tuple[str, bytes | None, str, int]]) -> list[None]:
-        releases = [(key, token) for key, receipt, token, _ in items if receipt is None]
-        by_window: dict[int, list[tuple[str, bytes]]] = {}
-        for key, receipt, _, window in items:
-            if receipt is not None:
-                by_window.setdefault(window, []).append((key, receipt))
-        calls = [(window, receipts) for window, receipts in by_window.items()] or [(0, [])]
+    async def _settle_many(self, items: list[tuple[str, str | None, str, int]]) -> list[None]:
+        releases = " ".join(
+            [f"{message_id} {token}" for message_id, fields, token, _ in items if fields is None]
+        )
+        by_window: dict[int, list[str]] = {}
+        for message_id, fields, _, window in items:
+            if fields is not None:
+                by_window.setdefault(window, []).append(f"{message_id} {fields}")
+        calls = list(by_window.items()) or [(0, [])]
         for index, (window, receipts) in enumerate(calls):
-            released = releases if index == 0 else []
             await self._settle_script(
-                keys=[key for key, _ in receipts] + [key for key, _ in released],
-                args=[
-                    window,
-                    len(receipts),
-                    *(receipt for _, receipt in receipts),
-                    *(token for _, token in released),
-                ],
+                args=[window, self._prefix, " ".join(receipts), releases if index == 0 else ""]
             )
         return [None] * len(items)
 
     async def claim(self, message_ids: Sequence[str], hold_seconds: float) -> list[Claim]:
-        tokens = [self._new_token() for _ in message_ids]
+        _check_ids(message_ids)
+        tokens = [self._new_token() for _ in message_ids]  # 32 characters each
         hold_ms = max(1, int(hold_seconds * 1000))
         replies = await self._claims.run(
             [
-                (idempotency_key(message_id), token, hold_ms)
+                (message_id, token, hold_ms)
                 for message_id, token in zip(message_ids, tokens, strict=True)
             ]
         )
@@ -215,23 +261,18 @@ class RedisIdempotencyStore:
         releases: Sequence[tuple[str, str]],
         window_seconds: int,
     ) -> None:
-        items: list[tuple[str, bytes | None, str, int]] = [
+        _check_ids([receipt.message_id for receipt in receipts])
+        _check_ids([message_id for message_id, _ in releases])
+        items: list[tuple[str, str | None, str, int]] = [
             (
-                idempotency_key(receipt.message_id),
-                orjson.dumps(
-                    {
-                        "state": "done",
-                        "message_id": receipt.message_id,
-                        "position": receipt.position,
-                        "receive_time": receipt.receive_time,
-                    }
-                ),
+                receipt.message_id,
+                _receipt_fields(receipt),
                 "",
                 window_seconds,
             )
             for receipt in receipts
         ]
-        items += [(idempotency_key(message_id), None, token, 0) for message_id, token in releases]
+        items += [(message_id, None, token, 0) for message_id, token in releases]
         if items:
             await self._settles.run(items)
 
