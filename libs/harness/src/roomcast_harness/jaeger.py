@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from roomcast_harness.go_tools import ensure_go_tool
 from roomcast_harness.procs import free_port, port_open, spawn, stop, tail, wait_for
 
 JAEGER_VERSION = "v1.76.0"
@@ -29,39 +30,9 @@ JAEGER_VERSION = "v1.76.0"
 STANDARD_PORTS = {"otlp_grpc": 4317, "otlp_http": 4318, "ui": 16686, "query_grpc": 16685}
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("ROOMCAST_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "roomcast"
-    )
-    return Path(base) / "jaeger" / JAEGER_VERSION
-
-
-def _ensure_script() -> Path | None:
-    # The script lives in the repository; an installed harness without it can still
-    # use a binary that is already cached.
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "scripts" / "ensure-jaeger.sh"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def ensure_jaeger() -> Path:
     """Path of the cached Jaeger binary, building it first if needed (minutes, once)."""
-    binary = cache_dir() / "jaeger"
-    if os.access(binary, os.X_OK):
-        return binary
-    script = _ensure_script()
-    if script is None:
-        raise RuntimeError(f"jaeger {JAEGER_VERSION} is not built: run scripts/ensure-jaeger.sh")
-    built = subprocess.run(
-        [str(script)],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "JAEGER_VERSION": JAEGER_VERSION},
-    )
-    return Path(built.stdout.strip().splitlines()[-1])
+    return ensure_go_tool("jaeger", JAEGER_VERSION, "jaeger")
 
 
 def ui_assets() -> Path:

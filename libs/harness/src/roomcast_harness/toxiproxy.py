@@ -10,7 +10,6 @@ Go module by ``scripts/ensure-toxiproxy.sh`` and cached under
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from roomcast_harness.go_tools import ensure_go_tool
 from roomcast_harness.procs import free_port, spawn, stop, tail, wait_for
 
 TOXIPROXY_VERSION = "v2.5.0"
@@ -29,41 +29,9 @@ class ToxiproxyError(RuntimeError):
     """The server refused a request (its status and message are in the text)."""
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("ROOMCAST_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "roomcast"
-    )
-    return Path(base) / "toxiproxy" / TOXIPROXY_VERSION
-
-
-def _ensure_script() -> Path | None:
-    # The script lives in the repository; an installed harness without it can still
-    # use a binary that is already cached.
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "scripts" / "ensure-toxiproxy.sh"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def ensure_toxiproxy() -> Path:
     """Path of the cached server binary, building it first if needed (a minute, once)."""
-    binary = cache_dir() / "toxiproxy-server"
-    if os.access(binary, os.X_OK):
-        return binary
-    script = _ensure_script()
-    if script is None:
-        raise RuntimeError(
-            f"toxiproxy {TOXIPROXY_VERSION} is not built: run scripts/ensure-toxiproxy.sh"
-        )
-    built = subprocess.run(
-        [str(script)],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TOXIPROXY_VERSION": TOXIPROXY_VERSION},
-    )
-    return Path(built.stdout.strip().splitlines()[-1])
+    return ensure_go_tool("toxiproxy", TOXIPROXY_VERSION, "toxiproxy-server")
 
 
 @dataclass(frozen=True)
