@@ -125,7 +125,10 @@ class Publisher:
         self._new_id = new_id
         self._monotonic = monotonic
         self._sleep = sleep
-        self._recording: set[asyncio.Task[None]] = set()
+        # Receipts waiting to be recorded, and the one task recording them: requests
+        # answered while a recording is on the wire join the next, without a task each.
+        self._unrecorded: list[Receipt] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Outcome]:
         """One outcome per draft, in order. Drafts must not repeat a message_id."""
@@ -188,9 +191,9 @@ class Publisher:
             # After answering: the 202 waits for Kafka, not for Redis. Until the receipt
             # is written the id stays claimed, so a duplicate arriving meanwhile waits
             # for the receipt (_await_first) instead of publishing again.
-            task = asyncio.create_task(self._settle_claims(receipts, []))
-            self._recording.add(task)
-            task.add_done_callback(self._recording.discard)
+            self._unrecorded.extend(receipts)
+            if self._recorder is None:
+                self._recorder = asyncio.create_task(self._record(), name="record-receipts")
 
         if waiting:
             replies = await asyncio.gather(
@@ -247,8 +250,16 @@ class Publisher:
 
     async def close(self) -> None:
         """Wait for the receipts still being recorded (call before closing the store)."""
-        while self._recording:
-            await asyncio.gather(*self._recording, return_exceptions=True)
+        while self._recorder is not None:
+            await asyncio.gather(self._recorder, return_exceptions=True)
+
+    async def _record(self) -> None:
+        try:
+            while self._unrecorded:
+                receipts, self._unrecorded = self._unrecorded, []
+                await self._settle_claims(receipts, [])
+        finally:
+            self._recorder = None
 
     async def _settle_claims(
         self, receipts: Sequence[Receipt], releases: Sequence[tuple[str, str]]
