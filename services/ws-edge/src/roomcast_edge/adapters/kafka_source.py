@@ -40,12 +40,6 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("roomcast_edge")
 
 BATCH_RECORDS = 10_000
-# The fan-out writes once per loop turn: a fetched batch routed in one turn would
-# hold its first pushes until its last record is routed (hundreds of ms for a large
-# batch). Routing yields to the loop once a slice of this many seconds is spent,
-# checked every ROUTE_STEP records, so writes go out while the batch is routed.
-ROUTE_SLICE = 0.01
-ROUTE_STEP = 64
 RETRY_SECONDS = 1.0
 POLL_MS = 1000
 # A check waits on the broker; reading the stream must not wait long for it.
@@ -212,7 +206,8 @@ class KafkaSource:
         poll_ms = min(POLL_MS, max(int(self._check_interval * 1000), 10))
         while True:
             batch = await consumer.getmany(timeout_ms=poll_ms, max_records=BATCH_RECORDS)
-            await self._route(batch)
+            for tp, records in batch.items():
+                self._handle(tp, records)
             if not self.caught_up:
                 self._check_caught_up()
             if loop.time() >= next_check:
@@ -307,25 +302,6 @@ class KafkaSource:
             self.caught_up = True
             self._sink.go_live()
             log.info("caught up with the stream, live")
-
-    async def _route(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Handle a fetched batch in order, a slice of it per loop turn.
-
-        Between slices only other tasks run: the partition check and restarts of the
-        consumer happen in `_run_once`, after the whole batch (a restart reads again
-        from the record after the last one handled, so nothing is lost or repeated).
-        """
-        clock = time.perf_counter
-        yield_at = clock() + ROUTE_SLICE
-        for tp, records in batch.items():
-            size = len(records)
-            for start in range(0, size, ROUTE_STEP):
-                self._handle(
-                    tp, records[start : start + ROUTE_STEP] if size > ROUTE_STEP else records
-                )
-                if clock() >= yield_at:
-                    await asyncio.sleep(0)
-                    yield_at = clock() + ROUTE_SLICE
 
     def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
         partition = tp.partition
