@@ -26,25 +26,23 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind
 
 from roomcast_core.settings import KafkaSettings
 from roomcast_core.wire import WireError, decode_value, header_value, parse_time
+from roomcast_edge.adapters.ingest import UndecodableLog, publish_traced, trace_id_of
 from roomcast_edge.domain.ports import PublicationSink
 from roomcast_edge.domain.publication import make_publication
 from roomcast_edge.metrics import EdgeMetrics
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("roomcast_edge")
 
 BATCH_RECORDS = 10_000
 RETRY_SECONDS = 1.0
 POLL_MS = 1000
 # A check waits on the broker; reading the stream must not wait long for it.
 CHECK_TIMEOUT = 5.0
-UNDECODABLE_LOG_EVERY = 10.0
 
 
 class _Getter(Getter[Any]):
@@ -87,8 +85,7 @@ class KafkaSource:
         self._behind: set[int] = set()
         self.assigned = False
         self.caught_up = False
-        self._undecodable_since_log = 0
-        self._undecodable_logged_at = 0.0
+        self._undecodable = UndecodableLog(metrics, "records")
 
     # ---- readiness ---------------------------------------------------------
 
@@ -321,8 +318,7 @@ class KafkaSource:
             trace_id = None
             if traced and self._trace_id_in_meta:
                 traceparent = header_value(headers, "traceparent") or b""
-                parts = traceparent.split(b"-")
-                trace_id = parts[1].decode("ascii", "replace") if len(parts) > 1 else None
+                trace_id = trace_id_of(traceparent)
             try:
                 message = decode_value(record.value)
                 publication = make_publication(
@@ -330,7 +326,7 @@ class KafkaSource:
                 )
             except WireError as exc:
                 sink.skip(partition, offset)
-                self._undecodable(partition, offset, exc)
+                self._undecodable.skipped(partition, offset, exc)
                 continue
             try:
                 receive_epoch: float | None = parse_time(message.receive_time)
@@ -339,50 +335,18 @@ class KafkaSource:
             if not traced:
                 sink.publish(publication, receive_epoch, live)
                 continue
-            # Only traced publishes pay for spans: one consumer span, one fan-out span.
-            context = propagate.extract(headers, getter=_GETTER)
-            with (
-                tracer.start_as_current_span(
-                    f"{tp.topic} process",
-                    context=context,
-                    kind=SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.operation.type": "process",
-                        "messaging.destination.name": tp.topic,
-                        "messaging.destination.partition.id": str(partition),
-                        "messaging.kafka.offset": offset,
-                        "messaging.message.id": message.message_id,
-                    },
-                ),
-                tracer.start_as_current_span(
-                    "roomcast.fanout",
-                    attributes={
-                        "messaging.destination.name": tp.topic,
-                        "roomcast.room": message.room or "",
-                        "roomcast.topic": message.topic or "",
-                    },
-                ) as span,
-            ):
-                recipients = sink.publish(publication, receive_epoch, live)
-                span.set_attribute("roomcast.recipients", recipients)
-
-    def _undecodable(self, partition: int, offset: int, exc: Exception) -> None:
-        self._metrics.undecodable.inc()
-        self._undecodable_since_log += 1
-        now = time.monotonic()
-        if now - self._undecodable_logged_at >= UNDECODABLE_LOG_EVERY:
-            log.warning(
-                "skipping records that are not roomcast messages",
-                extra={
-                    "partition": partition,
-                    "offset": offset,
-                    "error": str(exc),
-                    "skipped_since_last_log": self._undecodable_since_log,
+            publish_traced(
+                sink,
+                publication,
+                receive_epoch,
+                message,
+                propagate.extract(headers, getter=_GETTER),
+                {
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": tp.topic,
+                    "messaging.kafka.offset": offset,
                 },
             )
-            self._undecodable_logged_at = now
-            self._undecodable_since_log = 0
 
 
 def fill_start(beginning: int, end: int, size: int, first_young: int) -> int:

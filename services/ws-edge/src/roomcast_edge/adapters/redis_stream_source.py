@@ -22,8 +22,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import propagate
 from redis.exceptions import RedisError
 
 from roomcast_core.settings import BusSettings, Settings
@@ -35,17 +34,16 @@ from roomcast_core.stream_wire import (
     stream_key,
 )
 from roomcast_core.wire import WireError, decode_value, parse_time
+from roomcast_edge.adapters.ingest import UndecodableLog, publish_traced, trace_id_of
 from roomcast_edge.domain.ports import PublicationSink
 from roomcast_edge.domain.publication import make_publication
 from roomcast_edge.metrics import EdgeMetrics
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("roomcast_edge")
 
 BATCH_ENTRIES = 1000
 BLOCK_MS = 1000
 RETRY_SECONDS = 1.0
-UNDECODABLE_LOG_EVERY = 10.0
 
 
 class RedisStreamSource:
@@ -71,8 +69,7 @@ class RedisStreamSource:
         self._targets: dict[str, tuple[int, int]] = {}
         self.assigned = False
         self.caught_up = False
-        self._undecodable_since_log = 0
-        self._undecodable_logged_at = 0.0
+        self._undecodable = UndecodableLog(metrics, "stream entries")
 
     @classmethod
     def from_settings(
@@ -197,7 +194,7 @@ class RedisStreamSource:
             try:
                 entry = decode_entry(entry_id, fields)
             except EntryError as exc:
-                self._undecodable(partition, None, exc)
+                self._undecodable.skipped(partition, None, exc)
                 continue
             offset = entry.offset
             if offset <= self._last.get(partition, -1):
@@ -215,14 +212,13 @@ class RedisStreamSource:
                 traced = live and entry.traceparent is not None
                 trace_id = None
                 if traced and self._trace_id_in_meta and entry.traceparent is not None:
-                    parts = entry.traceparent.split(b"-")
-                    trace_id = parts[1].decode("ascii", "replace") if len(parts) > 1 else None
+                    trace_id = trace_id_of(entry.traceparent)
                 publication = make_publication(
                     message, partition, offset, entry.timestamp, trace_id
                 )
             except WireError as exc:
                 sink.skip(partition, offset)
-                self._undecodable(partition, offset, exc)
+                self._undecodable.skipped(partition, offset, exc)
                 continue
             if not traced:
                 sink.publish(publication, receive_epoch, live)
@@ -230,30 +226,14 @@ class RedisStreamSource:
             carrier = {"traceparent": (entry.traceparent or b"").decode("latin-1")}
             if entry.tracestate is not None:
                 carrier["tracestate"] = entry.tracestate.decode("latin-1")
-            with (
-                tracer.start_as_current_span(
-                    f"{key} process",
-                    context=propagate.extract(carrier),
-                    kind=SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "redis",
-                        "messaging.operation.type": "process",
-                        "messaging.destination.name": key,
-                        "messaging.destination.partition.id": str(partition),
-                        "messaging.message.id": message.message_id,
-                    },
-                ),
-                tracer.start_as_current_span(
-                    "roomcast.fanout",
-                    attributes={
-                        "messaging.destination.name": key,
-                        "roomcast.room": message.room or "",
-                        "roomcast.topic": message.topic or "",
-                    },
-                ) as span,
-            ):
-                recipients = sink.publish(publication, receive_epoch, live)
-                span.set_attribute("roomcast.recipients", recipients)
+            publish_traced(
+                sink,
+                publication,
+                receive_epoch,
+                message,
+                propagate.extract(carrier),
+                {"messaging.system": "redis", "messaging.destination.name": key},
+            )
 
     def _reset(self, partition: int, first: int) -> None:
         log.warning(
@@ -266,20 +246,3 @@ class RedisStreamSource:
         )
         self._sink.reset_partition(partition, first)
         self._last[partition] = first - 1
-
-    def _undecodable(self, partition: int, offset: int | None, exc: Exception) -> None:
-        self._metrics.undecodable.inc()
-        self._undecodable_since_log += 1
-        now = time.monotonic()
-        if now - self._undecodable_logged_at >= UNDECODABLE_LOG_EVERY:
-            log.warning(
-                "skipping stream entries that are not roomcast messages",
-                extra={
-                    "partition": partition,
-                    "offset": offset,
-                    "error": str(exc),
-                    "skipped_since_last_log": self._undecodable_since_log,
-                },
-            )
-            self._undecodable_logged_at = now
-            self._undecodable_since_log = 0
