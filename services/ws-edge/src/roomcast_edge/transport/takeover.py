@@ -64,8 +64,10 @@ def missing_internals() -> list[str]:
 
 def check_aiohttp() -> None:
     """Raise TakeoverUnsupported when the socket takeover cannot work with this aiohttp;
-    then spare aiohttp's redundant TCP_NODELAY call on uvloop's transports."""
+    then spare aiohttp's redundant TCP_NODELAY call on uvloop's transports and stop
+    it reading a request it has already refused."""
     skip_redundant_nodelay()
+    stop_reading_refused_requests()
     missing = missing_internals()
     if missing:
         needs = dict(REQUIRED)
@@ -133,6 +135,53 @@ def restore_nodelay() -> None:
     if _aiohttp_nodelay is not None:
         base_protocol.tcp_nodelay = _aiohttp_nodelay  # type: ignore[attr-defined,assignment]
         _aiohttp_nodelay = None
+
+
+_DataReceived = Callable[[web_protocol.RequestHandler, bytes], None]
+# aiohttp's own RequestHandler.data_received, once wrapped (None: not wrapped).
+_aiohttp_data_received: _DataReceived | None = None
+
+
+def stop_reading_refused_requests() -> bool:
+    """Pause reading a connection once aiohttp's parser has refused its request.
+
+    aiohttp answers a request line over its limit with 400, but until that answer is
+    written it keeps feeding every later segment of the same request to its parser,
+    which refuses each again: a 2 MB URL cost ~10 ms of the edge's CPU, and a client
+    sending such URLs back to back slowed every other client. After the refusal the
+    rest of the request is never read; aiohttp still answers 400 and closes. Nothing
+    is wrapped (False) unless RequestHandler keeps its queue in `_messages` and marks
+    a refusal with `_ErrInfo`; `tests/unit/edge/test_takeover_internals.py` checks
+    that it is wrapped.
+    """
+    global _aiohttp_data_received
+    if _aiohttp_data_received is not None:
+        return True
+    handler = web_protocol.RequestHandler
+    refused = getattr(web_protocol, "_ErrInfo", None)
+    if not isinstance(refused, type) or "_messages" not in _slots(handler):
+        return False
+    original: _DataReceived = handler.data_received
+
+    def data_received(self: web_protocol.RequestHandler, data: bytes) -> None:
+        original(self, data)
+        messages = self._messages
+        if messages and isinstance(messages[-1][0], refused):
+            transport = self.transport
+            if transport is not None and transport.is_reading():
+                transport.pause_reading()
+
+    _aiohttp_data_received = original
+    handler.data_received = data_received  # type: ignore[method-assign]
+    return True
+
+
+def restore_data_received() -> None:
+    """Put aiohttp's own RequestHandler.data_received back (tests)."""
+    global _aiohttp_data_received
+    if _aiohttp_data_received is not None:
+        web_protocol.RequestHandler.data_received = _aiohttp_data_received  # type: ignore[method-assign,assignment]
+        _aiohttp_data_received = None
 
 
 def _version() -> str:
