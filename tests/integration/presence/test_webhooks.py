@@ -42,14 +42,22 @@ def _names(events: list[dict[str, Any]]) -> Counter[tuple[str, str | None]]:
     return Counter((e["name"], e.get("user_id")) for e in events)
 
 
+def _outbox_order(delivery_id: str) -> tuple[int, int]:
+    # A delivery's id is its outbox entry's id ("<ms>-<seq>"): the order the
+    # transitions were decided in, whatever order the deliveries arrive in.
+    ms, seq = delivery_id.split("-")
+    return int(ms), int(seq)
+
+
 def _unique_events(receiver: Receiver, room: str) -> list[dict[str, Any]]:
-    """Acknowledged events of `room`, a redelivered batch counted once."""
+    """Acknowledged events of `room` in the order they were decided, a redelivered
+    batch counted once."""
     seen: dict[str, list[dict[str, Any]]] = {}
     for delivery in receiver.for_room(room):
         if 200 <= delivery.status < 300:
             body = delivery.json
             seen[body["id"]] = [e for e in body["events"] if e["room"] == room]
-    return [event for events in seen.values() for event in events]
+    return [event for key in sorted(seen, key=_outbox_order) for event in seen[key]]
 
 
 async def test_each_transition_is_sent_once_whichever_edge_causes_it(
