@@ -5,11 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import web_protocol
+from aiohttp import web, web_protocol
 
 from roomcast_edge.transport import takeover
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def _served(handler: Handler) -> AsyncIterator[int]:
+    """A real aiohttp server answering GET / with handler, on a free loopback port."""
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    listening = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, listening).start()
+    try:
+        yield listening.getsockname()[1]
+    finally:
+        await runner.cleanup()
 
 
 def test_installed_aiohttp_has_every_internal_the_takeover_uses() -> None:
@@ -77,7 +95,6 @@ def test_aiohttp_leaves_nodelay_to_uvloop_and_sets_it_elsewhere() -> None:
 
 def test_uvloop_sockets_have_nodelay_without_aiohttp_setting_it() -> None:
     import uvloop
-    from aiohttp import web
 
     seen: list[int] = []
 
@@ -89,20 +106,11 @@ def test_uvloop_sockets_have_nodelay_without_aiohttp_setting_it() -> None:
         return web.Response(text="ok")
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        listening = socket.create_server(("127.0.0.1", 0))
-        port = listening.getsockname()[1]
-        await web.SockSite(runner, listening).start()
-        try:
+        async with _served(handler) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert (await reader.read()).startswith(b"HTTP/1.1 200")
             writer.close()
-        finally:
-            await runner.cleanup()
 
     assert takeover.skip_redundant_nodelay()
     try:
@@ -116,7 +124,6 @@ def test_a_refused_request_is_not_read_any_further(monkeypatch: pytest.MonkeyPat
     """aiohttp kept parsing every later segment of a request it had refused (~10 ms
     of CPU per 2 MB URL); wrapped, it stops reading at the refusal."""
     import uvloop
-    from aiohttp import web
 
     takeover.restore_data_received()
     own = web_protocol.RequestHandler.data_received
@@ -134,14 +141,7 @@ def test_a_refused_request_is_not_read_any_further(monkeypatch: pytest.MonkeyPat
         return web.Response(text="ok")
 
     async def main() -> bytes:
-        app = web.Application()
-        app.router.add_get("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        listening = socket.create_server(("127.0.0.1", 0))
-        port = listening.getsockname()[1]
-        await web.SockSite(runner, listening).start()
-        try:
+        async with _served(handler) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /?x=" + b"a" * 2_000_000)
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -154,8 +154,6 @@ def test_a_refused_request_is_not_read_any_further(monkeypatch: pytest.MonkeyPat
                 answer = b""
             writer.transport.abort()
             return answer
-        finally:
-            await runner.cleanup()
 
     try:
         answer = uvloop.run(main())
