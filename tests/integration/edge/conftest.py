@@ -273,3 +273,17 @@ async def shared_publisher(infra: Infra, shared_edge: SharedEdge) -> AsyncIterat
         yield Publisher(producer, shared_edge.topic)
     finally:
         await producer.stop()
+
+
+async def read_seqs_in_order(ws: ClientConnection, vector: dict[int, int], count: int) -> list[int]:
+    """`count` pushes, each checked to advance the client's vector (no duplicate, in order)."""
+    seqs: list[int] = []
+    while len(seqs) < count:
+        body: dict[str, Any] = await recv_json(ws, timeout=60)
+        if "meta" not in body:
+            continue
+        partition, offset = (int(x) for x in body["meta"]["position"].split(":"))
+        assert offset > vector.get(partition, -1), "a push arrived twice or out of order"
+        vector[partition] = offset
+        seqs.append(body["payload"]["seq"])
+    return seqs

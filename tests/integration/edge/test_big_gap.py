@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import BUSES, Infra, ServiceFactory, infra_on
-from tests.integration.edge.conftest import Publisher, connect, message, recv_json, token
+from tests.integration.edge.conftest import (
+    Publisher,
+    connect,
+    message,
+    read_seqs_in_order,
+    token,
+)
 
 GAP = 16_000
 PAD = "x" * 560  # ~600 bytes per push: a ~10 MB gap, ten times the outbound limit
-
-
-async def _read_room(ws: ClientConnection, vector: dict[int, int], count: int) -> list[int]:
-    """`count` pushes, each checked to advance the client's vector (no duplicate, in order)."""
-    seqs: list[int] = []
-    while len(seqs) < count:
-        body: dict[str, Any] = await recv_json(ws, timeout=60)
-        if "meta" not in body:
-            continue
-        partition, offset = (int(x) for x in body["meta"]["position"].split(":"))
-        assert offset > vector.get(partition, -1), "a push arrived twice or out of order"
-        vector[partition] = offset
-        seqs.append(body["payload"]["seq"])
-    return seqs
 
 
 @pytest.fixture(scope="module", params=BUSES)
@@ -66,7 +56,7 @@ async def test_a_10_mb_gap_is_recovered_in_order_on_the_same_and_on_another_edge
     again, hello = await connect(first, options, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
     vector = _vector(since)
-    reading = asyncio.create_task(_read_room(again, vector, GAP + 1 + 50))
+    reading = asyncio.create_task(read_seqs_in_order(again, vector, GAP + 1 + 50))
     # Live messages published while the replay runs join it with no gap, no duplicate.
     await asyncio.sleep(0.5)
     live = [message({"seq": GAP + 1 + i, "pad": PAD}, room=room) for i in range(50)]
@@ -81,7 +71,7 @@ async def test_a_10_mb_gap_is_recovered_in_order_on_the_same_and_on_another_edge
     second = start_service("edge", env, name="edge-b")
     other, hello = await connect(second, options, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    seqs = await asyncio.wait_for(_read_room(other, _vector(since), GAP + 1 + 50), 180)
+    seqs = await asyncio.wait_for(read_seqs_in_order(other, _vector(since), GAP + 1 + 50), 180)
     assert seqs == list(range(GAP + 1 + 50))
     assert other.close_code is None
     await other.close()

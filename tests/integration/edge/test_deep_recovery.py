@@ -12,7 +12,6 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
@@ -25,6 +24,7 @@ from tests.integration.edge.conftest import (
     connect,
     message,
     metric,
+    read_seqs_in_order,
     recv_json,
     request,
     token,
@@ -74,20 +74,6 @@ def _text(vector: dict[int, int]) -> str:
     return ",".join(f"{p}:{o}" for p, o in sorted(vector.items()))
 
 
-async def _read(ws: ClientConnection, vector: dict[int, int], count: int) -> list[int]:
-    """`count` pushes, each checked to advance the client's vector (no duplicate, in order)."""
-    seqs: list[int] = []
-    while len(seqs) < count:
-        body: dict[str, Any] = await recv_json(ws, timeout=60)
-        if "meta" not in body:
-            continue
-        partition, offset = (int(x) for x in body["meta"]["position"].split(":"))
-        assert offset > vector.get(partition, -1), "a push arrived twice or out of order"
-        vector[partition] = offset
-        seqs.append(body["payload"]["seq"])
-    return seqs
-
-
 async def _publish_gap(publisher: Publisher, room: str, count: int) -> None:
     missed = [message({"seq": i}, room=room) for i in range(count)]
     for start in range(0, count, 2000):
@@ -110,7 +96,7 @@ async def test_a_10000_message_gap_is_recovered_from_kafka_on_the_same_and_anoth
 
     again, hello = await connect(first, {"max_queue": 32}, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    reading = asyncio.create_task(_read(again, _vector(since), GAP + 1 + 30))
+    reading = asyncio.create_task(read_seqs_in_order(again, _vector(since), GAP + 1 + 30))
     await asyncio.sleep(0.3)
     for i in range(30):  # live while the replay runs: joined with no gap, no duplicate
         await publisher.send(message({"seq": GAP + 1 + i}, room=room))
@@ -122,7 +108,7 @@ async def test_a_10000_message_gap_is_recovered_from_kafka_on_the_same_and_anoth
     second = start_service("edge", env, name="edge-b")
     other, hello = await connect(second, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    seqs = await asyncio.wait_for(_read(other, _vector(since), GAP + 1 + 30), 180)
+    seqs = await asyncio.wait_for(read_seqs_in_order(other, _vector(since), GAP + 1 + 30), 180)
     assert seqs == list(range(GAP + 1 + 30))
     await other.close()
     assert metric(second, "roomcast_edge_archive_records_total") >= GAP
@@ -138,7 +124,7 @@ async def test_a_vector_older_than_retention_is_not_recovered(
     await _publish_gap(publisher, room, 200)
     await publisher.send(message({"seq": 200}, room=room))
     seen = _vector(since)
-    pushes = await _read(ws, seen, 201)
+    pushes = await read_seqs_in_order(ws, seen, 201)
     assert pushes[-1] == 200
     await ws.close()
     # The room's partition loses its first 100 records, as retention would drop them.
@@ -157,7 +143,7 @@ async def test_a_vector_older_than_retention_is_not_recovered(
     newer = {**_vector(since), partition: 99}
     fine, hello = await connect(edge, token=token(), roomIds=room, since=_text(newer))
     assert hello["recovered"] is True
-    assert await _read(fine, newer, 101) == list(range(100, 201))
+    assert await read_seqs_in_order(fine, newer, 101) == list(range(100, 201))
     await fine.close()
 
 
@@ -246,8 +232,8 @@ async def test_join_and_subscribe_with_an_old_since_recover_from_kafka(
     reply = await request(ws, "join", {"room": room, "since": since}, request_id="j")
     assert reply["status"] == "ok"
     assert reply["recovered"] is True
-    assert await _read(ws, _vector(since), 300) == list(range(300))
+    assert await read_seqs_in_order(ws, _vector(since), 300) == list(range(300))
     reply = await request(ws, "subscribe", {"topic": sub, "type": "a", "since": since}, "s")
     assert reply["recovered"] is True
-    assert await _read(ws, _vector(since), 300) == list(range(300))
+    assert await read_seqs_in_order(ws, _vector(since), 300) == list(range(300))
     await ws.close()
