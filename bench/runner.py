@@ -40,11 +40,13 @@ from bench.peers.centrifugo import KafkaSource
 from bench.plan import Plan, max_connections
 from bench.servers import (
     AIOHTTP_NAIVE,
+    BENCH_ROOM,
     BURST_ONLY,
     CENTRIFUGO_LOWMEM,
     CENTRIFUGOS,
     KAFKA_FED,
     NODE_WS,
+    ROOM_HANDSHAKES,
     ROOMCAST,
     ROOMCAST_NOPRESENCE,
     ROOMCAST_REDIS,
@@ -361,6 +363,13 @@ async def measure_server(
                     )
                 )
             outcome.put("sustained", connections, name, points)
+        if name in ROOM_HANDSHAKES:
+            await load.close()
+            await asyncio.sleep(SETTLE_SECONDS)
+            log(f"{name} C={connections}: handshakes into one room")
+            dials = server.room_dials(tokens[:connections], BENCH_ROOM)
+            hs = await scenarios.handshakes(load, target, dials, server.protocol)
+            outcome.put("handshake_room", connections, name, hs)
         if not server.running:
             raise RuntimeError(f"{name} exited during the run:\n{server.logs()}")
     finally:

@@ -56,6 +56,10 @@ KAFKA_FED = (
 # Measured for handshakes, idle memory and bursts only (the sustained sweep and `ticks`
 # would tell nothing their comparison needs).
 BURST_ONLY = (ROOMCAST_NOPRESENCE, ROOMCAST_STAGGERED)
+# Also measured for a connect storm into one room (`handshake_room`): what presence
+# costs shows only where connections join rooms, which the peers' clients cannot.
+ROOM_HANDSHAKES = (ROOMCAST, ROOMCAST_NOPRESENCE)
+BENCH_ROOM = "bench-room"
 
 
 class ServerProcess:
@@ -86,6 +90,10 @@ class ServerProcess:
     def dials(self, tokens: Sequence[str]) -> list[Dial]:
         """One connection per token, each subscribed to the bench topic."""
         return [self.dial(i, t, [(TOPIC, TYPE)]) for i, t in enumerate(tokens)]
+
+    def room_dials(self, tokens: Sequence[str], room: str) -> list[Dial]:
+        """One connection per token, each subscribed to the bench topic and in `room`."""
+        return [Dial(f"{dial.url}&roomIds={room}", dial.key) for dial in self.dials(tokens)]
 
     @property
     def pid(self) -> int:

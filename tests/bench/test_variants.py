@@ -88,12 +88,21 @@ def test_variants_run_where_their_comparison_needs_them() -> None:
     assert ROOMCAST_REDIS in ticks_servers(SMOKE, ALL)
 
 
-def _figures(hs: float, hs_cpu: float, rate: float, cpu: float) -> dict[str, Any]:
-    return {
+def _figures(
+    hs: float, hs_cpu: float, rate: float, cpu: float, room: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {
         "handshake": {"handshakes_per_s": hs, "cpu_us_per_handshake": hs_cpu, "failed": 0},
         "idle": {"rss_per_connection_bytes": 2500},
         "burst": {"deliveries_per_s": rate, "cpu_us_per_delivery": cpu, "lost": 0},
     }
+    if room is not None:
+        figures["handshake_room"] = {
+            "handshakes_per_s": room[0],
+            "cpu_us_per_handshake": room[1],
+            "failed": 0,
+        }
+    return figures
 
 
 def _results(by_server: dict[str, dict[str, Any]], expiry: int | None = None) -> dict[str, Any]:
@@ -138,27 +147,40 @@ def _results(by_server: dict[str, dict[str, Any]], expiry: int | None = None) ->
     return decoded
 
 
-def test_presence_ratios_are_on_over_off_and_the_target_reads_handshakes() -> None:
+def test_presence_ratios_are_on_over_off_and_the_target_reads_the_room_storm() -> None:
     results = _results(
         {
-            ROOMCAST: _figures(hs=700.0, hs_cpu=500.0, rate=100_000.0, cpu=1.0),
-            ROOMCAST_NOPRESENCE: _figures(hs=1000.0, hs_cpu=400.0, rate=100_000.0, cpu=1.0),
+            ROOMCAST: _figures(
+                hs=1100.0, hs_cpu=400.0, rate=100_000.0, cpu=1.0, room=(700.0, 500.0)
+            ),
+            ROOMCAST_NOPRESENCE: _figures(
+                hs=1000.0, hs_cpu=400.0, rate=100_000.0, cpu=1.0, room=(1000.0, 400.0)
+            ),
         }
     )
     presence = results["ratio_presence_on_vs_off"]
     # roomcast ran a sustained point, the burst-only variant none: no all-empty ratios
     assert "sustained" not in presence
-    assert presence["handshake"]["400"] == {"handshakes_per_s": 0.7, "cpu_us_per_handshake": 1.25}
+    assert presence["handshake"]["400"] == {"handshakes_per_s": 1.1, "cpu_us_per_handshake": 1.0}
+    assert presence["handshake_room"]["400"] == {
+        "handshakes_per_s": 0.7,
+        "cpu_us_per_handshake": 1.25,
+    }
     assert presence["burst"]["400"] == {"cpu_us_per_delivery": 1.0, "deliveries_per_s": 1.0}
+    # without a room presence has nothing to do: the target reads the storm into one room
     (verdict,) = results["targets"]
     assert verdict["name"] == "presence_handshakes_vs_off"
     assert verdict["met"] is False
     assert verdict["measured"] == 0.7
     (line,) = variant_lines(results)
-    assert line.startswith("variant presence on / off C=400: handshakes/s 0.70x")
+    assert line.startswith(
+        "variant presence on / off C=400: handshakes/s 1.10x, CPU/handshake 1.00x,"
+        " handshakes/s into a room 0.70x, CPU/handshake into a room 1.25x"
+    )
     assert "burst CPU/delivery 1.00x" in line
     table = readme_table(results)
-    assert "| presence on / off | 400 | 0.70x | 1.25x | 1.00x | 1.00x | 1.00x | - |" in table
+    row = "| presence on / off | 400 | 1.10x | 1.00x | 0.70x | 1.25x | 1.00x | 1.00x | 1.00x | - |"
+    assert row in table
 
 
 def test_staggered_expiry_is_judged_at_the_largest_count() -> None:
