@@ -124,7 +124,7 @@ async def test_expiry_is_not_touched_per_message() -> None:
 
     for _ in range(50):
         _open(node, ISSUER.issue("u", "d", 600, rooms=["r"]).claims, rooms=["r"])
-    node.expiry = Counting()
+    node.tokens.expiry = Counting()
     for offset in range(200):
         assert _publish(node, 0, offset, room="r") == 50
     await asyncio.sleep(0)
@@ -144,10 +144,10 @@ async def test_a_refresh_moves_the_deadline_and_narrows_the_rooms() -> None:
     assert reply["revoked"] == ["b"]
     assert revocations.asked == 1
     assert conn.claims == fresh.claims
-    assert node.by_token(first.claims.jti) == []
-    assert node.by_token(fresh.claims.jti) == [conn]
+    assert node.tokens.holders(first.claims.jti) == []
+    assert node.tokens.holders(fresh.claims.jti) == [conn]
     assert node.expire_tokens(first.claims.exp + GRACE + 1) == 0
-    assert node.expiry.deadline(conn) == fresh.claims.exp + GRACE
+    assert node.tokens.expiry.deadline(conn) == fresh.claims.exp + GRACE
     assert _publish(node, 0, 0, room="b") == 0
     assert _publish(node, 0, 1, room="a") == 1
 
@@ -163,7 +163,7 @@ async def test_a_revoked_refresh_token_changes_nothing() -> None:
     assert reply["status"] == "fail"
     assert "token_revoked" in reply["error_message"]
     assert conn.claims == first.claims
-    assert node.expiry.deadline(conn) == first.claims.exp + GRACE
+    assert node.tokens.expiry.deadline(conn) == first.claims.exp + GRACE
 
 
 async def test_a_pending_refresh_dies_with_its_connection() -> None:
@@ -177,4 +177,4 @@ async def test_a_pending_refresh_dies_with_its_connection() -> None:
     node.lost(conn)
     await _settle()
     assert len(asyncio.all_tasks()) == tasks_before
-    assert conn not in node.expiry
+    assert conn not in node.tokens.expiry

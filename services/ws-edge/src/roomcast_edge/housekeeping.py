@@ -44,7 +44,7 @@ async def check_heartbeats(node: Node, presence: Presence) -> None:
 
 
 def close_revoked(node: Node, jti: str) -> None:
-    for conn in node.by_token(jti):
+    for conn in node.tokens.holders(jti):
         node.close(conn, *CLOSE_REVOKED, drop="revoked")
 
 
@@ -52,7 +52,7 @@ async def sweep_revocations(node: Node, presence: Presence, interval: float) -> 
     """Fallback for revocation notices missed while the pub/sub link was down."""
     while True:
         await asyncio.sleep(interval)
-        tokens = node.tokens()
+        tokens = node.tokens.jtis()
         if not tokens:
             continue
         try:

@@ -10,27 +10,25 @@ history read and hub change happen in one step, so recovery is exact.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from roomcast_core.settings import EdgeSettings
-from roomcast_core.tokens import RevocationChecker, TokenError
+from roomcast_core.tokens import RevocationChecker
 from roomcast_edge.deep_recovery import DeepRecoveries
 from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.deep_replay import DeepJob
 from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits, Renewal
-from roomcast_edge.domain.expiry import ExpiryWheel
 from roomcast_edge.domain.frames import pong_frame, text_frame
+from roomcast_edge.domain.held_tokens import HeldTokens
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.presence import PresenceQuery, RoomPresence
 from roomcast_edge.domain.publication import Publication
 from roomcast_edge.domain.replay import ReplayJob
 from roomcast_edge.metrics import EdgeMetrics
+from roomcast_edge.renewals import Renewals
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.fanout import Fanout
-
-log = logging.getLogger(__name__)
 
 # Seconds the server waits for the client's answer to its close frame.
 CLOSE_TIMEOUT = 5.0
@@ -84,14 +82,9 @@ class Node:
         self.connections: dict[str, Connection] = {}
         # Slots held by handshakes in progress (between the limit check and `open`).
         self._reserved = 0
-        self._by_jti: dict[str, set[Connection]] = {}
-        # When each connection's token ends for good (exp + leeway + REFRESH_GRACE),
-        # checked by one periodic sweep: no timer per connection, nothing per message.
-        self.expiry: ExpiryWheel[Connection] = ExpiryWheel()
-        self._grace = leeway + settings.refresh_grace
-        self._revocations = revocations
-        # Refreshes waiting for their revocation check, at most one per connection.
-        self._renewing: dict[Connection, asyncio.Task[None]] = {}
+        # Who holds which token (revocations) and when it ends (exp + leeway + grace).
+        self.tokens: HeldTokens[Connection] = HeldTokens(leeway + settings.refresh_grace)
+        self._renewals = Renewals(loop, revocations, self._apply_renewal, self._refuse_renewal)
         # Sessions skipping offsets of partitions not read here, with their deadline.
         self._unknown: dict[Connection, float] = {}
         # Connections whose close frame is out and whose socket is not closed yet.
@@ -189,8 +182,7 @@ class Node:
         """Register conn and queue `connected` plus any replay, in one synchronous step."""
         self.fanout.attach(conn)
         self.connections[conn.id] = conn
-        self._by_jti.setdefault(conn.jti, set()).add(conn)
-        self.expiry.schedule(conn, lifetime.deadline(conn.claims, self._grace))
+        self.tokens.add(conn)
         opened = self.dispatcher.open(conn, request, time.time())
         self._count_recovery(opened.recovered)
         if opened.unknown_partitions:
@@ -206,7 +198,7 @@ class Node:
             return
         answer = self.dispatcher.handle(conn, data, self.loop.time(), time.time())
         if answer.renewal is not None:
-            self._renew(conn, answer.renewal)
+            self._renewals.start(conn, answer.renewal)
             return
         if answer.presence is not None:
             self._query_presence(conn, answer.presence)
@@ -257,43 +249,12 @@ class Node:
 
     # ---- token lifetime ---------------------------------------------------
 
-    def _renew(self, conn: Connection, renewal: Renewal) -> None:
-        """A vetted refresh: put in force once its token is known not to be revoked."""
-        if conn in self._renewing:
-            self._refuse_renewal(conn, renewal, "a refresh of this connection is in progress")
-        elif self._revocations is None:
-            self._apply_renewal(conn, renewal)
-        else:
-            task = self.loop.create_task(self._check_renewal(conn, renewal), name="refresh")
-            self._renewing[conn] = task
-            task.add_done_callback(lambda _: self._renewing.pop(conn, None))
-
-    async def _check_renewal(self, conn: Connection, renewal: Renewal) -> None:
-        assert self._revocations is not None
-        try:
-            revoked = await self._revocations.is_revoked(renewal.claims.jti)
-        except Exception as exc:
-            log.warning("refresh revocation check failed", extra={"error": repr(exc)})
-            if not conn.closed:
-                self._refuse_renewal(conn, renewal, "the token could not be checked, retry")
-            return
-        if conn.closed:
-            return
-        if revoked:
-            error = TokenError("revoked", "token has been revoked")
-            self._refuse_renewal(conn, renewal, lifetime.refusal_message(error))
-        else:
-            self._apply_renewal(conn, renewal)
-
     def _apply_renewal(self, conn: Connection, renewal: Renewal) -> None:
-        old_jti = conn.jti
+        """A refresh whose token is not revoked: its claims and rights in force."""
+        old = conn.claims
         reply = self.dispatcher.renew(conn, renewal, time.time())
         self._selection_changed(conn, [])  # the new claims may have taken rooms away
-        if conn.jti != old_jti:
-            # Revocation notices name the token in force: follow the new one.
-            self._unindex_token(conn, old_jti)
-            self._by_jti.setdefault(conn.jti, set()).add(conn)
-        self.expiry.schedule(conn, lifetime.deadline(conn.claims, self._grace))
+        self.tokens.replaced(conn, old)
         self.metrics.requests.labels("ok").inc()
         self.fanout.send(conn, text_frame(reply))
 
@@ -306,17 +267,10 @@ class Node:
 
         Costs O(connections due + seconds passed) per call (see ExpiryWheel).
         """
-        due = self.expiry.due(now)
+        due = self.tokens.ended(now)
         for conn in due:
             self.close(conn, *CLOSE_EXPIRED, drop="token_expired")
         return len(due)
-
-    def _unindex_token(self, conn: Connection, jti: str) -> None:
-        same_token = self._by_jti.get(jti)
-        if same_token is not None:
-            same_token.discard(conn)
-            if not same_token:
-                del self._by_jti[jti]
 
     def _count_recovery(self, recovered: bool | None) -> None:
         if recovered is not None:
@@ -337,12 +291,6 @@ class Node:
 
     def stale(self, before: float) -> list[Connection]:
         return [c for c in self.connections.values() if c.last_life < before]
-
-    def by_token(self, jti: str) -> list[Connection]:
-        return list(self._by_jti.get(jti, ()))
-
-    def tokens(self) -> list[str]:
-        return list(self._by_jti)
 
     def close(self, conn: Connection, code: int, reason: str, *, drop: str | None = None) -> None:
         """Close from the server side: pending frames first, then the close frame."""
@@ -372,16 +320,9 @@ class Node:
         self.fanout.discard(conn)
         self.hub.remove(conn)
         self.connections.pop(conn.id, None)
-        self.expiry.cancel(conn)
-        renewing = self._renewing.pop(conn, None)
-        if renewing is not None:
-            renewing.cancel()
+        self.tokens.remove(conn)
+        self._renewals.cancel(conn)
         self._unknown.pop(conn, None)
-        same_token = self._by_jti.get(conn.jti)
-        if same_token is not None:
-            same_token.discard(conn)
-            if not same_token:
-                del self._by_jti[conn.jti]
 
     def _slow(self, conn: Connection) -> None:
         self.close(conn, *CLOSE_SLOW, drop="slow_consumer")
