@@ -17,6 +17,7 @@ from roomcast_core.telemetry import telemetry_ctx
 from roomcast_core.tokens import verifier_from_settings
 from roomcast_edge.adapters.kafka_archive import KafkaArchive
 from roomcast_edge.adapters.kafka_source import KafkaSource
+from roomcast_edge.adapters.redis_archive import RedisArchive
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
 from roomcast_edge.deep_recovery import DeepRecoveries
@@ -100,11 +101,12 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     """The bus's log read back, for history reads and recoveries older than the history."""
     settings = app[SETTINGS_KEY]
+    readers, metrics = settings.edge.archive_readers, app[METRICS_KEY]
+    archive: KafkaArchive | RedisArchive
     if settings.bus.kind == "redis":
-        app[ARCHIVE_KEY] = None  # Redis Streams: served from the in-memory history only
-        yield
-        return
-    archive = KafkaArchive(settings.kafka, settings.edge.archive_readers, app[METRICS_KEY])
+        archive = RedisArchive(settings, readers, metrics)
+    else:
+        archive = KafkaArchive(settings.kafka, readers, metrics)
     app[ARCHIVE_KEY] = archive
     yield
     await archive.close()

@@ -20,9 +20,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from roomcast_core.settings import KafkaSettings
-from roomcast_core.wire import WireError, decode_value
+from roomcast_edge.adapters.archive_reading import YIELD_EVERY, CpuBudget, Lending, decode
 from roomcast_edge.domain.ports import ArchiveChunk, ArchiveGone, Wanted
-from roomcast_edge.domain.publication import Publication, make_publication
+from roomcast_edge.domain.publication import Publication
 from roomcast_edge.metrics import EdgeMetrics
 
 log = logging.getLogger(__name__)
@@ -32,52 +32,11 @@ FETCH_MS = 1000
 FETCH_ATTEMPTS = 10
 # Bytes one fetch brings per partition: a reader's memory, whatever the gap.
 FETCH_BYTES = 64 * 1024
-# Records decoded between two yields to the event loop: decoding is the costly part
-# of a read back, and the live stream must not wait behind a whole chunk of it.
-YIELD_EVERY = 16
-# Share of the edge's time that decoding read-back records may take, all readers
-# together. A process kept busy waits for the CPU whenever it wakes (the kernel
-# favours processes that slept), which would delay every live push and reply; one
-# that leaves most of its time free does not.
-CPU_SHARE = 0.25
-CPU_BURST = 0.02  # seconds of decoding allowed at once before the share applies
-
-
-class _CpuBudget:
-    """A token bucket of decoding time, shared by an edge's readers."""
-
-    def __init__(self, share: float, burst: float) -> None:
-        self._share = share
-        self._burst = burst
-        self._tokens = burst
-        self._stamp = time.monotonic()
-
-    async def spend(self, seconds: float) -> None:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._share)
-        self._stamp = now
-        self._tokens -= seconds
-        if self._tokens < 0:
-            await asyncio.sleep(-self._tokens / self._share)
-
-
-def decode(partition: int, record: Any, wanted: Wanted) -> Publication | None:
-    """The push of a wanted record; None for others and for what is not a roomcast message.
-
-    Only wanted records pay for building a push: a recovery mostly skips records.
-    """
-    try:
-        message = decode_value(record.value)
-        if not wanted(message.topic, message.type, message.room):
-            return None
-        return make_publication(message, partition, record.offset, record.timestamp / 1000)
-    except WireError:
-        return None
 
 
 class KafkaReader:
     def __init__(
-        self, consumer: AIOKafkaConsumer, topic: str, metrics: EdgeMetrics, budget: _CpuBudget
+        self, consumer: AIOKafkaConsumer, topic: str, metrics: EdgeMetrics, budget: CpuBudget
     ) -> None:
         self._consumer = consumer
         self._budget = budget
@@ -121,7 +80,9 @@ class KafkaReader:
                     await asyncio.sleep(0)
                     started = time.perf_counter()
                 last = record.offset
-                publication = decode(partition, record, wanted)
+                publication = decode(
+                    partition, record.offset, record.value, record.timestamp / 1000, wanted
+                )
                 if publication is not None:
                     publications.append(publication)
             await self._budget.spend(time.perf_counter() - started)
@@ -143,16 +104,12 @@ class KafkaArchive:
     def __init__(self, settings: KafkaSettings, readers: int, metrics: EdgeMetrics) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._slots = asyncio.Semaphore(readers)
+        self._lending = Lending(readers, metrics)
         self._idle: list[KafkaReader] = []
-        self._lent = 0
-        self._waiting = 0
         self._meta: AIOKafkaConsumer | None = None
         self._meta_lock = asyncio.Lock()
-        self._budget = _CpuBudget(CPU_SHARE, CPU_BURST)
+        self._budget = CpuBudget()
         self._known_start: dict[int, int] | None = None
-        metrics.archive_readers.set_function(lambda: self._lent)
-        metrics.archive_waiting.set_function(lambda: self._waiting)
 
     def _consumer(self) -> AIOKafkaConsumer:
         settings = self._settings
@@ -195,32 +152,25 @@ class KafkaArchive:
 
     @contextlib.asynccontextmanager
     async def reader(self, purpose: str) -> AsyncIterator[KafkaReader]:
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-        reader: KafkaReader | None = None
-        try:
-            if self._idle:
-                reader = self._idle.pop()
-            else:
-                consumer = self._consumer()
-                await consumer.start()
-                reader = KafkaReader(consumer, self._settings.topic, self._metrics, self._budget)
-            reader.purpose = purpose
-            self._lent += 1
+        async with self._lending.slot():
+            reader: KafkaReader | None = None
             try:
+                if self._idle:
+                    reader = self._idle.pop()
+                else:
+                    consumer = self._consumer()
+                    await consumer.start()
+                    reader = KafkaReader(
+                        consumer, self._settings.topic, self._metrics, self._budget
+                    )
+                reader.purpose = purpose
                 yield reader
+                self._idle.append(reader)
+                reader = None
             finally:
-                self._lent -= 1
-            self._idle.append(reader)
-            reader = None
-        finally:
-            if reader is not None:
-                # Interrupted or failed: its state is unknown, it is not reused.
-                await reader.stop()
-            self._slots.release()
+                if reader is not None:
+                    # Interrupted or failed: its state is unknown, it is not reused.
+                    await reader.stop()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -26,15 +26,10 @@ from opentelemetry import propagate
 from redis.exceptions import RedisError
 
 from roomcast_core.settings import BusSettings, Settings
-from roomcast_core.stream_wire import (
-    EntryError,
-    counter_key,
-    decode_entry,
-    parse_id,
-    stream_key,
-)
+from roomcast_core.stream_wire import EntryError, decode_entry, parse_id, stream_key
 from roomcast_core.wire import WireError, decode_value, parse_time
 from roomcast_edge.adapters.ingest import UndecodableLog, publish_traced, trace_id_of
+from roomcast_edge.adapters.redis_streams import before_time, first_offset
 from roomcast_edge.domain.ports import PublicationSink
 from roomcast_edge.domain.publication import make_publication
 from roomcast_edge.metrics import EdgeMetrics
@@ -131,12 +126,12 @@ class RedisStreamSource:
         after = "0-0"
         if self._history_age is not None:
             young_ms = int((time.time() - self._history_age) * 1000)
-            after = f"{max(young_ms - 1, 0)}-{(1 << 64) - 1}"
+            after = before_time(max(young_ms, 1))
         starts: dict[str, tuple[bytes, int, tuple[int, int]]] = {}
         for key, partition in self._keys.items():
             last: Any = await self._client.xrevrange(key, count=1)
             target = parse_id(last[0][0]) if last else (0, 0)
-            first = await self._first_offset(key, partition, after)
+            first = await first_offset(self._client, self._settings.stream, partition, after)
             starts[key] = (after.encode(), first, target)
         # Synchronous from here: nothing is read before every stream has its start.
         for key, (start, first, target) in starts.items():
@@ -151,23 +146,6 @@ class RedisStreamSource:
             extra={"streams": sorted(self._keys), "end": {k: v for k, v in self._targets.items()}},
         )
         self._check_caught_up()
-
-    async def _first_offset(self, key: str, partition: int, after: str) -> int:
-        """The offset of the first entry to be read, or the next one to be appended."""
-        start = f"({after}"
-        while True:
-            entries: Any = await self._client.xrange(key, min=start, count=BATCH_ENTRIES)
-            for _, fields in entries:
-                try:
-                    return decode_entry(b"0-0", fields).offset
-                except EntryError:
-                    continue  # wrong-shaped entries ahead: the first good one counts
-            if len(entries) < BATCH_ENTRIES:
-                break
-            last_id = entries[-1][0]
-            start = "(" + (last_id.decode() if isinstance(last_id, bytes) else str(last_id))
-        counter = await self._client.get(counter_key(self._settings.stream, partition))
-        return int(counter or 0)
 
     async def _read_forever(self) -> None:
         while True:
