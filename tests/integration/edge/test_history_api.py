@@ -1,4 +1,5 @@
-"""GET /v1/history: paged forward through `next`, from Kafka past a tiny in-memory history."""
+"""GET /v1/history: paged forward through `next`, from the bus's own log (Kafka, or the
+Redis streams) past a tiny in-memory history."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Infra
+from tests.conftest import BUSES, Infra, infra_on
 from tests.integration.edge.conftest import (
     Publisher,
     SharedEdge,
@@ -25,7 +26,13 @@ from tests.integration.edge.conftest import (
     token,
 )
 
-HISTORY = "40"  # per partition: nearly everything below must come from Kafka
+HISTORY = "40"  # per partition: nearly everything below must come from the bus
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +95,9 @@ async def test_paging_forward_equals_what_a_live_client_received(
     query = {"room": room, "topic": topic, "type": "a"}
     paged = page_through(edge, tok, 137, since=hello["position"], **query)
     assert by_partition(paged) == by_partition(received)
-    # Most of it lay beyond the in-memory history: it was read back from Kafka.
+    # Most of it lay beyond the in-memory history: it was read back from the bus.
     assert metric(edge.edge, "roomcast_edge_archive_records_total") > 1000
-    # The same from a time instead of a vector (Kafka's offsets for times).
+    # The same from a time instead of a vector (the bus's offsets for a time).
     timed = page_through(edge, tok, 1000, from_ms=str(started_ms), **query)
     assert by_partition(timed) == by_partition(received)
     # A room alone: what a connection in the room without subscriptions gets.
