@@ -18,12 +18,18 @@ import pytest
 
 from roomcast_client import RoomcastClient
 from roomcast_harness.services import ServiceProcess
-from tests.conftest import Infra
+from tests.conftest import BUSES, Infra, infra_on
 from tests.integration.edge.conftest import WAIT, token
 from tests.robustness.ledger import Ledger
 from tests.robustness.support import RecordedClient, publish_http
 
 ROOMS = ("k1", "k2")
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 @pytest.fixture

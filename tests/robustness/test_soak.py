@@ -1,11 +1,19 @@
-"""A short run of the soak (`make soak` runs the long one, with a Kafka restart)."""
+"""A short run of the soak on each bus (`make soak` runs the long one, with a Kafka restart)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Infra
+import pytest
+
+from tests.conftest import BUSES, Infra, infra_on
 from tests.robustness.soak import SoakConfig, run_soak
+
+
+@pytest.fixture(scope="module", params=BUSES)
+def infra(request: pytest.FixtureRequest) -> Infra:
+    """Every test here runs on Kafka and on Redis Streams."""
+    return infra_on(request)
 
 
 async def test_a_short_soak_keeps_the_ledger(infra: Infra, tmp_path: Path) -> None:
