@@ -1,7 +1,7 @@
 """Deep recoveries: the bus part of replays older than the in-memory history.
 
 One task per such replay borrows a reader of the bus's log (at most ARCHIVE_READERS
-at once per edge; the others wait for one, see adapters.kafka_archive) and feeds
+at once per edge; the others wait for one, see adapters.archive_reading) and feeds
 its `DeepJob` chunk by chunk. It reads ahead only a bounded buffer: the next chunk
 is read once the client's socket has taken the last, so a slow client holds a
 reader, not memory, and the live stream never waits on any of it.

@@ -3,8 +3,8 @@
 Partitions are read one after the other, each in offset order, from the request's
 vector up to where the edge had read when the request came. What the in-memory
 history still holds is read from it; what is older comes from the bus's own log
-through a borrowed reader (see adapters.kafka_archive), a chunk per await, so the
-event loop and the live stream never wait on it. A page ends at `limit` messages or
+through a borrowed reader (adapters.kafka_archive or redis_archive), a chunk per
+await, so the event loop and the live stream never wait on it. A page ends at `limit` messages or
 after SCAN_BUDGET records examined; `next` continues exactly after what it covered.
 """
 
