@@ -167,11 +167,17 @@ async def test_delivery_resumes_after_the_sender_is_killed_mid_retry(
 
 
 async def _join_leave_seconds(ws: ClientConnection, rounds: int) -> float:
-    """Seconds for `rounds` join + leave requests (each a pair of transitions)."""
+    """Seconds for `rounds` join + presence + leave requests (each a pair of transitions).
+
+    The presence read makes the edge write the join at once: a join and a leave that
+    reach the edge's batch together cancel out, and cause no transition at all.
+    """
     started = time.perf_counter()
     for n in range(rounds):
         room = f"churn-{uuid.uuid4().hex[:8]}"
         assert (await request(ws, "join", {"room": room}, request_id=f"j{n}"))["status"] == "ok"
+        seen = await request(ws, "presence", {"room": room}, request_id=f"p{n}")
+        assert seen["presence"]["connections"] == 1, seen
         assert (await request(ws, "leave", {"room": room}, request_id=f"l{n}"))["status"] == "ok"
     return time.perf_counter() - started
 
