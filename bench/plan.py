@@ -82,6 +82,7 @@ FULL = Plan(
         per_client=5,
         rates=(2000, 5000, 10000, 20000, 30000, 40000, 50000, 60000, 80000),
         step_seconds=5.0,
+        warmup_seconds=2.0,
     ),
     # the token-refresh check: 20 000 connections (or as many as the open files allow)
     expiry_connections=(20000,),
@@ -100,7 +101,12 @@ QUICK = Plan(
     publisher_batches=5,
     publisher_batch_size=200,
     ticks=TicksSpec(
-        topics=1000, clients=1000, per_client=5, rates=(2000, 5000, 10000), step_seconds=3.0
+        topics=1000,
+        clients=1000,
+        per_client=5,
+        rates=(2000, 5000, 10000),
+        step_seconds=3.0,
+        warmup_seconds=2.0,
     ),
     ticks_servers=("roomcast", "roomcast_redis", "centrifugo"),
 )
@@ -116,7 +122,9 @@ SMOKE = Plan(
     publisher_singles=10,
     publisher_batches=2,
     publisher_batch_size=5,
-    ticks=TicksSpec(topics=10, clients=20, per_client=2, rates=(50,), step_seconds=1.0),
+    ticks=TicksSpec(
+        topics=10, clients=20, per_client=2, rates=(50,), step_seconds=1.0, warmup_seconds=0.5
+    ),
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK, SMOKE)}

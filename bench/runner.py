@@ -434,6 +434,9 @@ async def measure_ticks(
         connected = await scenarios.handshakes(load, target, dials, server.protocol)
         if connected["opened"] == 0:
             raise RuntimeError(f"no connection opened: {connected['errors']}\n{server.logs()}")
+        warmup = await scenarios.ticks_warmup(load, target, spec, subs, f"{run_id}-warmup")
+        if warmup is not None:
+            log(f"{name} ticks: warm-up (not measured) {warmup}")
         steps: list[dict[str, Any]] = []
         for index, messages_per_s in enumerate(spec.rates):
             log(f"{name} ticks: {messages_per_s:g} msg/s")

@@ -223,6 +223,69 @@ async def sustained(
     }
 
 
+async def _feed_ticks(
+    target: Target,
+    spec: ticks.TicksSpec,
+    sequence: Sequence[int],
+    rate_per_s: float,
+    seconds: float,
+    run_id: str,
+    tick: float,
+) -> float:
+    """Publish `sequence` at `rate_per_s` over `seconds`; the seconds it took to offer."""
+    total = len(sequence)
+    started = time.monotonic()
+    sends: list[asyncio.Task[None]] = []
+    sent = 0
+    while sent < total:
+        due = ticks.schedule(rate_per_s, seconds, time.monotonic() - started)
+        if due > sent:
+            batch = [
+                ticks_request(run_id, seq, *ticks.pair_of(spec, sequence[seq]))
+                for seq in range(sent, due)
+            ]
+            # Not awaited here: a slow server must not slow the offered rate down.
+            sends.append(asyncio.create_task(target.feed.publish(batch)))
+            sent = due
+        await asyncio.sleep(tick)
+    await asyncio.gather(*sends)
+    return time.monotonic() - started
+
+
+async def ticks_warmup(
+    load: LoadGenerator,
+    target: Target,
+    spec: ticks.TicksSpec,
+    subs: Sequence[tuple[int, ...]],
+    run_id: str,
+    tick: float = 0.01,
+) -> dict[str, Any] | None:
+    """The unmeasured step before the ladder: the first rate for `spec.warmup_seconds`.
+
+    Waits until its deliveries are in (or stopped coming) so that nothing of it spills
+    into the first measured step; what it counted is only logged.
+    """
+    if spec.warmup_seconds <= 0 or not spec.rates:
+        return None
+    await load.reset()
+    rate_per_s = spec.rates[0]
+    total = max(1, round(rate_per_s * spec.warmup_seconds))
+    sequence = ticks.feed_sequence(spec, ticks.WARMUP_STEP, total)
+    expected = sum(ticks.expected_per_client(subs, sequence))
+    fed_seconds = await _feed_ticks(
+        target, spec, sequence, rate_per_s, spec.warmup_seconds, run_id, tick
+    )
+    delivered, _ = await wait_for_deliveries(load, expected, quiet=3.0, cap=30.0)
+    await load.reset()
+    return {
+        "rate": rate_per_s,
+        "messages": total,
+        "offered_per_s": rate(total, fed_seconds),
+        "expected": expected,
+        "delivered": delivered,
+    }
+
+
 async def ticks_step(
     load: LoadGenerator,
     target: Target,
@@ -246,20 +309,9 @@ async def ticks_step(
     before = cpu_times(target.pid)
     load_before = load.cpu_seconds()
     started = time.monotonic()
-    sends: list[asyncio.Task[None]] = []
-    sent = 0
-    while sent < total:
-        due = ticks.schedule(rate_per_s, spec.step_seconds, time.monotonic() - started)
-        if due > sent:
-            batch = [
-                ticks_request(run_id, seq, *ticks.pair_of(spec, sequence[seq]))
-                for seq in range(sent, due)
-            ]
-            sends.append(asyncio.create_task(target.feed.publish(batch)))
-            sent = due
-        await asyncio.sleep(tick)
-    await asyncio.gather(*sends)
-    fed_seconds = time.monotonic() - started
+    fed_seconds = await _feed_ticks(
+        target, spec, sequence, rate_per_s, spec.step_seconds, run_id, tick
+    )
     fed_at = time.time()
     await wait_for_deliveries(load, sum(expected), quiet=3.0, cap=30.0)
     delta = cpu_times(target.pid) - before

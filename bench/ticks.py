@@ -24,6 +24,8 @@ BEHIND_DRAIN_SECONDS = 2.0
 BEHIND_P99_MS = 1000.0
 # Below this share of the asked rate the feed, not the server, set the step's rate.
 FEED_SHORTFALL = 0.9
+# The feed sequence of the unmeasured warm-up before the first step (steps count from 0).
+WARMUP_STEP = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,11 @@ class TicksSpec:
     step_seconds: float
     seed: int = 19
     types: tuple[str, ...] = TYPES
+    # An unmeasured step at the first rate right after the clients connected: what a
+    # server does once after a connect storm (a garbage collection over the new
+    # connections' objects, first messages to each topic:type) lands there, for every
+    # server alike, instead of in the first measured step.
+    warmup_seconds: float = 0.0
 
     @property
     def pairs(self) -> int:
@@ -49,6 +56,7 @@ class TicksSpec:
             "per_client": self.per_client,
             "rates": list(self.rates),
             "step_seconds": self.step_seconds,
+            "warmup_seconds": self.warmup_seconds,
             "seed": self.seed,
         }
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
-from bench.loadgen import Dial, centrifugo_commands
+from bench.loadgen import Dial, LoadGenerator, centrifugo_commands
 from bench.messages import centrifugo_sent_time, ticks_request, wire_record
 from bench.peers import centrifugo
 from bench.plan import FULL, QUICK
@@ -23,7 +27,7 @@ from bench.report import (
 )
 from bench.stats import at_least
 
-from bench import ticks
+from bench import scenarios, ticks
 from roomcast_core import wire
 
 SPEC = ticks.TicksSpec(topics=50, clients=40, per_client=5, rates=(100.0, 200.0), step_seconds=1.0)
@@ -72,6 +76,78 @@ def test_the_schedule_reaches_the_total_at_the_step_end_and_no_further() -> None
     assert ticks.schedule(1000.0, 2.0, 0.0) == 1
     assert ticks.schedule(1000.0, 2.0, 0.5) == 501
     assert ticks.schedule(1000.0, 2.0, 5.0) == 2000
+
+
+class _CountingLoad:
+    """Delivers every published message at once to the clients subscribed to its pair."""
+
+    def __init__(self, subs: list[tuple[int, ...]], spec: ticks.TicksSpec) -> None:
+        self.delivered = 0
+        self.resets = 0
+        self._per_pair = Counter(p for pairs in subs for p in pairs)
+        self._pairs = {ticks.pair_of(spec, p): p for p in range(spec.pairs)}
+
+    def deliver(self, requests: Sequence[dict[str, Any]]) -> None:
+        for request in requests:
+            pair = self._pairs[(request["topic"], request["type"])]
+            self.delivered += self._per_pair.get(pair, 0)
+
+    async def reset(self) -> None:
+        self.resets += 1
+        self.delivered = 0
+
+    async def progress(self) -> tuple[int, float]:
+        return self.delivered, 0.0
+
+
+class _RecordingFeed:
+    name = "recording"
+
+    def __init__(self, load: _CountingLoad) -> None:
+        self.load = load
+        self.requests: list[dict[str, Any]] = []
+
+    async def publish(self, requests: Sequence[dict[str, Any]]) -> None:
+        self.requests.extend(requests)
+        self.load.deliver(requests)
+
+
+def _warm(spec: ticks.TicksSpec) -> tuple[dict[str, Any] | None, _CountingLoad, _RecordingFeed]:
+    subs = ticks.subscriptions(spec)
+    load = _CountingLoad(subs, spec)
+    feed = _RecordingFeed(load)
+    target = scenarios.Target(name="s", pid=os.getpid(), feed=feed)
+    warmup = asyncio.run(
+        scenarios.ticks_warmup(cast(LoadGenerator, load), target, spec, subs, "run", tick=0.001)
+    )
+    return warmup, load, feed
+
+
+def test_the_warmup_feeds_the_first_rate_unmeasured_and_leaves_the_counts_empty() -> None:
+    spec = replace(SPEC, warmup_seconds=0.2)
+    warmup, load, feed = _warm(spec)
+    assert warmup is not None
+    assert warmup["messages"] == len(feed.requests) == 20  # 100 msg/s x 0.2 s
+    assert warmup["delivered"] == warmup["expected"] > 0
+    # the first measured step starts from zero, with a sequence of its own
+    assert load.delivered == 0
+    assert load.resets == 2
+    step0 = ticks.feed_sequence(spec, 0, 20)
+    warm_pairs = [ticks.pair_of(spec, p) for p in ticks.feed_sequence(spec, ticks.WARMUP_STEP, 20)]
+    assert [(r["topic"], r["type"]) for r in feed.requests] == warm_pairs
+    assert warm_pairs != [ticks.pair_of(spec, p) for p in step0]
+
+
+def test_no_warmup_unless_the_plan_asks_and_the_plans_do() -> None:
+    warmup, load, feed = _warm(SPEC)
+    assert warmup is None
+    assert feed.requests == []
+    assert load.resets == 0
+    assert FULL.ticks is not None
+    assert FULL.ticks.warmup_seconds > 0
+    assert QUICK.ticks is not None
+    assert QUICK.ticks.warmup_seconds > 0
+    assert FULL.ticks.as_dict()["warmup_seconds"] == FULL.ticks.warmup_seconds
 
 
 def _step(
