@@ -33,7 +33,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import websockets
-from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import Infra
@@ -41,6 +40,7 @@ from tests.integration.edge.conftest import (
     WAIT,
     Publisher,
     SharedEdge,
+    bus_publisher,
     connect,
     message,
     module_edge,
@@ -72,12 +72,8 @@ def edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sha
 
 @pytest_asyncio.fixture
 async def publisher(infra: Infra, edge: SharedEdge) -> AsyncIterator[Publisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        yield Publisher(producer, edge.topic)
-    finally:
-        await producer.stop()
+    async with bus_publisher(infra, edge.topic) as publisher:
+        yield publisher
 
 
 # ---- the well-behaved client ---------------------------------------------------------

@@ -26,7 +26,7 @@ from roomcast_core.tokens import TokenIssuer, TokenVerifier, VerificationKey, jw
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra
 from tests.integration.auth import forge
-from tests.integration.edge.conftest import SECRET, WAIT, Publisher, token
+from tests.integration.edge.conftest import SECRET, WAIT, bus_publisher, token
 from tests.robustness.ledger import Ledger
 from tests.robustness.support import publish_direct, watch
 
@@ -206,7 +206,6 @@ async def test_revoked_token_is_refused_by_edge_and_auth(
 async def test_claims_bound_rooms_and_topics_and_nothing_else_arrives(
     services: Services, session: aiohttp.ClientSession, infra: Infra
 ) -> None:
-    from aiokafka import AIOKafkaProducer
 
     limited = token(rooms=["1001"], topics=["order"])
     ledger = Ledger()
@@ -218,8 +217,6 @@ async def test_claims_bound_rooms_and_topics_and_nothing_else_arrives(
         [("order", "*"), ("secret", "*")],
         roomIds="1001,2002",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
-    await producer.start()
     try:
         hello_rooms = client.record.entitlement.rooms
         assert hello_rooms == {"1001"}
@@ -231,16 +228,15 @@ async def test_claims_bound_rooms_and_topics_and_nothing_else_arrives(
             {"request_id": "w", "action": "subscribe", "params": {"topic": "*"}},
         ):
             await ws.send(orjson.dumps(request).decode())
-        publisher = Publisher(producer, services.topic)
-        allowed = await publish_direct(publisher, ledger, 3, room="1001")
-        allowed += await publish_direct(publisher, ledger, 3, topic="order", type_="event")
-        await publish_direct(publisher, ledger, 3, room="2002")
-        await publish_direct(publisher, ledger, 3, topic="secret", type_="event")
-        await publish_direct(publisher, ledger, 3, topic="order", type_="event", room="2002")
-        marker = await publish_direct(publisher, ledger, 1, room="1001")
+        async with bus_publisher(infra, services.topic) as publisher:
+            allowed = await publish_direct(publisher, ledger, 3, room="1001")
+            allowed += await publish_direct(publisher, ledger, 3, topic="order", type_="event")
+            await publish_direct(publisher, ledger, 3, room="2002")
+            await publish_direct(publisher, ledger, 3, topic="secret", type_="event")
+            await publish_direct(publisher, ledger, 3, topic="order", type_="event", room="2002")
+            marker = await publish_direct(publisher, ledger, 1, room="1001")
         await client.wait_for(allowed + marker)
     finally:
-        await producer.stop()
         await client.close()
     replies = {r["request_id"]: r for r in client.replies if "request_id" in r}
     for request_id in ("j", "s", "w"):

@@ -263,16 +263,8 @@ def shared_edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest_asyncio.fixture
 async def shared_publisher(infra: Infra, shared_edge: SharedEdge) -> AsyncIterator[Publisher]:
-    if infra.bus == "redis":
-        async with bus_publisher(infra, shared_edge.topic) as streams:
-            yield streams
-        return
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        yield Publisher(producer, shared_edge.topic)
-    finally:
-        await producer.stop()
+    async with bus_publisher(infra, shared_edge.topic) as publisher:
+        yield publisher
 
 
 async def read_seqs_in_order(ws: ClientConnection, vector: dict[int, int], count: int) -> list[int]:

@@ -18,7 +18,6 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 import websockets
-from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import ClientConnection
 
 from roomcast_core.token_store import RedisTokenStore
@@ -29,6 +28,7 @@ from tests.integration.edge.conftest import (
     WAIT,
     Publisher,
     SharedEdge,
+    bus_publisher,
     connect,
     expect_nothing,
     http_get,
@@ -58,12 +58,8 @@ def edge(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sha
 
 @pytest_asyncio.fixture
 async def feed(infra: Infra, edge: SharedEdge) -> AsyncIterator[Publisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        yield Publisher(producer, edge.topic)
-    finally:
-        await producer.stop()
+    async with bus_publisher(infra, edge.topic) as publisher:
+        yield publisher
 
 
 def issue(

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from tests.conftest import Infra
 from tests.integration.edge.conformance.cases import Cases, Run, play
@@ -33,7 +32,7 @@ from tests.integration.edge.conformance.rawws import (
     request,
     wrapped,
 )
-from tests.integration.edge.conftest import Publisher, SharedEdge, message
+from tests.integration.edge.conftest import Publisher, SharedEdge, bus_publisher, message
 
 OFFER = "permessage-deflate; client_max_window_bits"
 cases = Cases()
@@ -141,12 +140,8 @@ async def test_case(conformance_edge: SharedEdge, run: Run) -> None:
 async def conformance_publisher(
     infra: Infra, conformance_edge: SharedEdge
 ) -> AsyncIterator[Publisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        yield Publisher(producer, conformance_edge.topic)
-    finally:
-        await producer.stop()
+    async with bus_publisher(infra, conformance_edge.topic) as publisher:
+        yield publisher
 
 
 # (case id, offer, parameters the answer must carry, client window, client resets context)
