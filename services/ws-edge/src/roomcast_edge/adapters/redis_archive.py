@@ -69,13 +69,19 @@ local function offset_of(fields)
 end
 
 -- The offset of the first entry at or after `id` that has one; false past the end.
+-- One entry first: nearly always it has an offset, and entries may be large.
 local function probe(id)
-  local entries = redis.call('XRANGE', stream, id, '+', 'COUNT', PROBE)
+  local entries = redis.call('XRANGE', stream, id, '+', 'COUNT', 1)
   if #entries == 0 then
     return false
   end
+  local offset = offset_of(entries[1][2])
+  if offset then
+    return offset
+  end
+  entries = redis.call('XRANGE', stream, '(' .. entries[1][1], '+', 'COUNT', PROBE)
   for _, entry in ipairs(entries) do
-    local offset = offset_of(entry[2])
+    offset = offset_of(entry[2])
     if offset then
       return offset
     end

@@ -8,9 +8,10 @@ import redis.asyncio as aioredis
 
 from roomcast_core.stream_wire import EntryError, counter_key, decode_entry, stream_key
 
-# The first page is small: the first entry is nearly always in the right shape, and
-# a position is asked for often (the archive's log start, every few seconds).
-FIRST_PAGE = 16
+# The first page is one entry: it is nearly always in the right shape, entries may
+# be large, and a position is asked for often (the archive's log start, every few
+# seconds, and at each connect with an old `since`).
+FIRST_PAGE = 1
 PAGE = 1000
 MAX_SEQ = (1 << 64) - 1
 
