@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from roomcast_core.wire import Message, now_time
+from roomcast_core.wire import Message, format_time
 from roomcast_publisher.domain.ports import (
     Claim,
     Claimed,
@@ -104,6 +104,25 @@ def uuid4_hex_source(chunk: int = 256) -> Callable[[], str]:
 new_message_id = uuid4_hex_source()
 
 
+def millisecond_clock(wall: Callable[[], float] = time.time) -> Callable[[], str]:
+    """The receive time as roomcast_core.wire.now_time writes it (RFC 3339 UTC,
+    milliseconds), with the date and time of day formatted once per second: datetime
+    and strftime cost more than the rest of a message's bookkeeping."""
+    second = -1
+    prefix = ""
+
+    def now() -> str:
+        nonlocal second, prefix
+        milliseconds = int(wall() * 1000)
+        current, rest = divmod(milliseconds, 1000)
+        if current != second:
+            prefix = format_time(current)[:-4]  # up to and with the seconds' "."
+            second = current
+        return f"{prefix}{rest:03d}Z"
+
+    return now
+
+
 class Publisher:
     def __init__(
         self,
@@ -112,7 +131,7 @@ class Publisher:
         observer: PublishObserver,
         policy: PublishPolicy,
         *,
-        clock: Callable[[], str] = now_time,
+        clock: Callable[[], str] | None = None,
         new_id: Callable[[], str] = new_message_id,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -121,7 +140,7 @@ class Publisher:
         self._store = store
         self._observer = observer
         self._policy = policy
-        self._clock = clock
+        self._clock = clock or millisecond_clock()
         self._new_id = new_id
         self._monotonic = monotonic
         self._sleep = sleep
