@@ -195,3 +195,21 @@ def test_connection_slots_are_reserved_before_the_handshake_awaits() -> None:
         assert node.reserve()
     finally:
         node.loop.close()
+
+
+async def test_the_upgrade_answer_and_connected_leave_in_one_write_answer_first() -> None:
+    node = _node()
+    node.start_partition(0, 0)
+    transport = FakeTransport()
+    conn = _conn(node, transport)
+    node.open(conn, ConnectRequest([], [], [], None))
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    node.fanout.flush_now(conn, first=answer)
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(answer)
+    assert [f["action"] for f in _frames(transport.writes[0][len(answer) :])] == ["connected"]
+    # nothing written twice at the end of the turn; later pushes follow in their own write
+    assert _publish(node, 0, 0) == 1
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2
+    assert [f["meta"]["position"] for f in _frames(transport.writes[1])] == ["0:0"]

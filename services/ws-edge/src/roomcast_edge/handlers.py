@@ -149,8 +149,11 @@ async def _connect(
         upgrade.deflate,
         settings.max_fragments,
     )
-    tail = take_over(request, transport, conn, upgrade.response)
+    tail = take_over(request, transport, conn)
     node.open(conn, connect)
+    # The 101 and the `connected` message in one write: one send instead of two per
+    # handshake, the 101 still first on the socket (frames in `tail` are answered later).
+    node.fanout.flush_now(conn, first=upgrade.response)
     if tail:
         conn.data_received(tail)
     return TakenOver()

@@ -168,10 +168,11 @@ class Fanout:
                 self._on_slow(conn)
         return count
 
-    def flush_now(self, conn: Connection) -> None:
-        """Write what is pending for one connection (before a close frame)."""
-        if conn.pending:
-            data = b"".join(conn.pending)
+    def flush_now(self, conn: Connection, first: bytes = b"") -> None:
+        """Write what is pending for one connection (before a close frame), after
+        `first` (the handshake's 101, which must precede every frame), in one write."""
+        if conn.pending or first:
+            data = b"".join((first, *conn.pending))
             conn.pending = []
             conn.pending_bytes = 0
             if not conn.transport.is_closing():

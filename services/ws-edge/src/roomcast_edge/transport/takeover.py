@@ -200,15 +200,15 @@ class TakenOver(web.StreamResponse):
         return None
 
 
-def take_over(
-    request: web.Request, transport: asyncio.Transport, conn: Connection, response: bytes
-) -> bytes:
-    """Write the 101 `response` and hand the socket from aiohttp's HTTP protocol to
-    `conn`; returns the client bytes aiohttp had already read.
+def take_over(request: web.Request, transport: asyncio.Transport, conn: Connection) -> bytes:
+    """Hand the socket from aiohttp's HTTP protocol to `conn`; returns the client bytes
+    aiohttp had already read.
 
-    Done synchronously, so every later client byte reaches `conn`. aiohttp's protocol is then told its connection is over (which
-    lets its request, parser and task go) with its transport detached first, so it
-    neither writes to nor closes the socket.
+    Done synchronously, so every later client byte reaches `conn`. aiohttp's protocol is
+    then told its connection is over (which lets its request, parser and task go) with
+    its transport detached first, so it neither writes to nor closes the socket. The
+    101 is not written here: the caller writes it together with the first frames (see
+    `Fanout.flush_now`), and before anything else reaches the socket.
     """
     http = request.protocol
     try:
@@ -218,7 +218,6 @@ def take_over(
     except AttributeError as exc:
         # Before the 101: the client gets an HTTP error, the log names the cause.
         raise TakeoverUnsupported(f"aiohttp {_version()}: {exc}") from exc
-    transport.write(response)
     transport.set_protocol(conn)
     http.connection_lost(None)
     if not transport.is_reading():
