@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from roomcast_core.tokens import (
+    HEADER_VERDICTS,
     REQUIRED_CLAIMS,
     TokenClaims,
     TokenError,
@@ -184,3 +185,25 @@ def test_a_pem_looking_secret_keeps_pyjwt_refusing_it() -> None:
     verifier = TokenVerifier([VerificationKey("HS256", pem)])
     token = forge.hs256(forge.claims(), pem.encode())
     assert ours(verifier, token) == "malformed"
+
+
+def test_kept_header_verdicts_change_no_verdict(verifier: TokenVerifier) -> None:
+    # One verifier for every case, twice over: accepted headers are then answered from
+    # what it kept, and every token still gets pyjwt's verdict (signature, claims).
+    tokens = {case: make() for case, make in CASES.items() if case != "deep JSON header"}
+    for _ in range(2):
+        for case, token in tokens.items():
+            assert ours(verifier, token) == reference(verifier, token), case
+    assert ours(verifier, CASES["deep JSON header"]()) == "malformed"
+
+
+def test_kept_header_verdicts_stay_few(verifier: TokenVerifier) -> None:
+    assert isinstance(ours(verifier, forge.hs256(forge.claims(), KEY)), TokenClaims)
+    for i in range(3 * HEADER_VERDICTS):
+        token = forge.hs256(forge.claims(), KEY, header={"kid": f"k{i}"})
+        assert isinstance(ours(verifier, token), TokenClaims)
+        assert len(verifier._headers) <= HEADER_VERDICTS
+    # a refused header is never kept, however often it comes
+    for _ in range(3):
+        assert ours(verifier, CASES["alg HS512 header"]()) == "bad_algorithm"
+    assert all(alg == "HS256" for alg, _ in verifier._headers.values())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import re
@@ -41,6 +40,8 @@ MAX_TOKEN_LENGTH = 8192
 # Claims every token must carry (pyjwt's `require` for the asymmetric ones).
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# Accepted token headers whose verdict a verifier keeps (see TokenVerifier._header).
+HEADER_VERDICTS = 16
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -204,6 +205,8 @@ class TokenVerifier:
         self._keys = tuple(keys)
         self._algorithms = {k.algorithm for k in keys}
         self._leeway = leeway
+        # header segment -> (algorithm, kid), for headers already accepted
+        self._headers: dict[str, tuple[str, str | None]] = {}
         secrets = [(k, _hmac_secret(k)) for k in self._keys if k.algorithm == SYMMETRIC]
         # The standard-library HS256 path, only when it can take every HS256 key.
         self._secrets: tuple[bytes, ...] | None = (
@@ -226,18 +229,9 @@ class TokenVerifier:
         parts = token.split(".")
         if len(parts) != 3:
             raise TokenError("malformed", "token is not three base64url segments")
-        header = _json_object(_segment(parts[0]), "header")
-        algorithm = header.get("alg")
-        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
-            raise TokenError("bad_algorithm", f"algorithm {algorithm!r} is not accepted")
-        if "kid" in header and not isinstance(header["kid"], str):
-            raise TokenError("malformed", "header kid must be a string")
-        # No JWS extension is supported, so none may be marked critical (RFC 7515 4.1.11).
-        if "crit" in header or "b64" in header:
-            raise TokenError("malformed", "critical header extensions are not supported")
+        algorithm, kid = self._header(parts[0])
         if algorithm == SYMMETRIC and self._secrets is not None:
             return self._verify_hs256(parts, self._secrets, now)
-        kid = header.get("kid")
         candidates = [
             k
             for k in self._keys
@@ -268,6 +262,31 @@ class TokenVerifier:
         assert last is not None
         raise last
 
+    def _header(self, segment: str) -> tuple[str, str | None]:
+        """The algorithm and kid of an accepted header segment, else TokenError.
+
+        One issuer gives all its tokens the same header, so its verdict is kept (a few
+        at most, for the keys of a rotation): decoding it again cost every handshake a
+        third of the token check. Refused headers are not kept.
+        """
+        verdict = self._headers.get(segment)
+        if verdict is not None:
+            return verdict
+        header = _json_object(_segment(segment), "header")
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise TokenError("bad_algorithm", f"algorithm {algorithm!r} is not accepted")
+        kid = header.get("kid")
+        if "kid" in header and not isinstance(kid, str):
+            raise TokenError("malformed", "header kid must be a string")
+        # No JWS extension is supported, so none may be marked critical (RFC 7515 4.1.11).
+        if "crit" in header or "b64" in header:
+            raise TokenError("malformed", "critical header extensions are not supported")
+        if len(self._headers) >= HEADER_VERDICTS:
+            self._headers.clear()  # varied headers cost what they did before, no more
+        verdict = self._headers[segment] = (algorithm, kid)
+        return verdict
+
     def _verify_hs256(
         self, parts: list[str], secrets: tuple[bytes, ...], now: float | None
     ) -> TokenClaims:
@@ -278,7 +297,7 @@ class TokenVerifier:
         # Every key is tried (no early exit), so timing does not tell which one matched.
         matched = False
         for secret in secrets:
-            expected = hmac.new(secret, signing_input, hashlib.sha256).digest()
+            expected = hmac.digest(secret, signing_input, "sha256")
             matched |= hmac.compare_digest(expected, signature)
         if not matched:
             raise TokenError("bad_signature", "signature does not verify")
