@@ -21,7 +21,7 @@ from bench.loadgen import Dial, LoadGenerator
 from bench.messages import publish_request, ticks_request
 from bench.promtext import bucket_delta, histogram_buckets, quantile_upper_bound
 from bench.stats import Delivery, Latency, micros_per, rate
-from bench.system import CpuTimes, cpu_times
+from bench.system import CpuTimes, cpu_times, runqueue_wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +307,7 @@ async def ticks_step(
     sequence = ticks.feed_sequence(spec, step, total)
     expected = ticks.expected_per_client(subs, sequence)
     before = cpu_times(target.pid)
+    waited_before = runqueue_wait(target.pid)
     load_before = load.cpu_seconds()
     started = time.monotonic()
     fed_seconds = await _feed_ticks(
@@ -315,6 +316,7 @@ async def ticks_step(
     fed_at = time.time()
     await wait_for_deliveries(load, sum(expected), quiet=3.0, cap=30.0)
     delta = cpu_times(target.pid) - before
+    waited = max(0.0, runqueue_wait(target.pid) - waited_before)
     load_cpu = load.cpu_seconds() - load_before
     elapsed = time.monotonic() - started
     lag_after = await _lag_buckets(target)
@@ -341,6 +343,9 @@ async def ticks_step(
         "kernel_share": _cpu(delta, total)["kernel_share"],
         "server_cpu_share": round(delta.total / elapsed, 3) if elapsed > 0 else None,
         "load_cpu_share": round(load_cpu / elapsed, 3) if elapsed > 0 else None,
+        # runnable but waiting for a core (other work on the machine): a p99 this size
+        # or less may be the neighbours', not the server's
+        "server_runqueue_wait_ms": round(waited * 1000, 1),
         "latency_ms": None if latency is None else _latency_dict(latency),
         "server_side_latency_ms": _server_side(lag_before, lag_after),
         "load_average_1m": round(os.getloadavg()[0], 2),

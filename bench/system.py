@@ -38,6 +38,27 @@ def cpu_times(pid: int) -> CpuTimes:
     return parse_stat(Path(f"/proc/{pid}/stat").read_text())
 
 
+def parse_schedstat(text: str) -> float:
+    """Seconds a thread waited runnable for a core: /proc/.../schedstat's second field (ns)."""
+    return int(text.split()[1]) / 1e9
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's threads spent runnable but not running, summed over them.
+
+    Time the scheduler gave the process's core to other work while the process had
+    something to do: on a shared machine, what a server's latency owes to its neighbours.
+    Threads that ended meanwhile drop out of the sum.
+    """
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += parse_schedstat((task / "schedstat").read_text())
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended, or no scheduler statistics here
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process, from /proc/<pid>/statm (second field, in pages)."""
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE

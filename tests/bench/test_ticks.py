@@ -27,7 +27,7 @@ from bench.report import (
 )
 from bench.stats import at_least
 
-from bench import scenarios, ticks
+from bench import scenarios, system, ticks
 from roomcast_core import wire
 
 SPEC = ticks.TicksSpec(topics=50, clients=40, per_client=5, rates=(100.0, 200.0), step_seconds=1.0)
@@ -311,3 +311,12 @@ def test_a_run_keeps_other_benchmarks_sections_of_its_results_file(tmp_path: Pat
     saved = json.loads((out / "smoke.json").read_text())
     assert saved == {"publisher_anchors": {"x": 1}, "plan": {"name": "smoke"},
                      "scenarios": {}, "notes": []}  # fmt: skip
+
+
+def test_runqueue_wait_reads_the_schedstat_wait_field() -> None:
+    assert system.parse_schedstat("123456789 2500000000 42\n") == 2.5
+    waited = system.runqueue_wait(os.getpid())
+    assert waited >= 0.0
+    # summed over threads, each at least what the main thread alone waited
+    main = system.parse_schedstat(Path(f"/proc/{os.getpid()}/schedstat").read_text())
+    assert waited >= main - 1e-9
