@@ -45,6 +45,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.causes import explain
 from bench.messages import PAD, TYPE, wire_message
 from bench.stats import Verdict, rate, ratio
 from bench.system import cpu_times
@@ -589,7 +590,7 @@ def summarize(
         "plan": asdict(plan) | {"batches": {str(k): v for k, v in plan.batches.items()}},
         "scenarios": scenarios,
         "ratios": ratios,
-        "targets": [v.as_dict() for v in verdicts],
+        "targets": explain([v.as_dict() for v in verdicts]),
         "errors": errors,
         "notes": [
             "one 2-core machine: Kafka, Redis, the server and the load generator share it, "
@@ -628,6 +629,8 @@ def summary_lines(results: dict[str, Any]) -> Iterator[str]:
     for verdict in results["targets"]:
         state = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[verdict["met"]]
         yield f"target {verdict['target']}: {state} ({verdict['gap']})"
+        if "why" in verdict:
+            yield f"  why: {verdict['why']}"
     for key, error in results["errors"].items():
         yield f"error {key}: {error.splitlines()[0] if error else ''}"
 

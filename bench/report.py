@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench.causes import explain
 from bench.plan import Plan
 from bench.runner import Outcome
 from bench.servers import (
@@ -394,6 +395,7 @@ def build(
         results["plan"]["expiry_connections"] = list(plan.expiry_connections)
     results["targets"].extend(v.as_dict() for v in centrifugo_targets(results, plan))
     results["targets"].extend(v.as_dict() for v in variant_targets(results))
+    results["targets"] = explain(results["targets"])
     return results
 
 
@@ -452,6 +454,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     for verdict in results["targets"]:
         state = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[verdict["met"]]
         lines.append(f"target {verdict['target']}: {state} ({verdict['gap']})")
+        if "why" in verdict:
+            lines.append(f"  why: {verdict['why']}")
     for key, error in results["errors"].items():
         lines.append(f"error {key}: {error.splitlines()[0]}")
     return lines
