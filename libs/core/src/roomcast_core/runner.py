@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -34,15 +33,13 @@ def serve(
     *,
     shutdown_timeout: float = 10.0,
     on_sigterm: Callable[[web.Application], Awaitable[None]] | None = None,
-    freeze_startup_heap: bool = False,
     tcp_keepalive: bool = True,
 ) -> None:
     """Run the app until SIGINT/SIGTERM.
 
     With `on_sigterm`, SIGTERM first awaits it with the listening socket still open
     (so the service can answer new requests with 503 while it drains), then stops.
-    Without it, aiohttp closes the listener at once. `freeze_startup_heap`: see
-    `freeze_heap`. `tcp_keepalive`: aiohttp's SO_KEEPALIVE on every accepted socket
+    Without it, aiohttp closes the listener at once. `tcp_keepalive`: aiohttp's SO_KEEPALIVE on every accepted socket
     (a service that detects dead peers itself can spare that call per connection).
     """
     configure_logging(settings.log, service)
@@ -59,9 +56,6 @@ def serve(
         raise SystemExit(2) from None
     if on_sigterm is not None:
         app.on_startup.append(_sigterm_handler(on_sigterm))
-    if freeze_startup_heap:
-        # after the cleanup contexts' startup, which aiohttp runs first
-        app.on_startup.append(freeze_heap)
     web.run_app(
         app,
         host=host,
@@ -72,21 +66,6 @@ def serve(
         handle_signals=True,
         tcp_keepalive=tcp_keepalive,
     )
-
-
-async def freeze_heap(app: web.Application) -> None:
-    """Keep what exists once the app has started out of every later full collection.
-
-    A full (generation 2) collection walks every tracked object and stops the loop
-    meanwhile. Modules, classes, functions and the clients made at startup are ~75 000
-    objects in the edge, ~20 ms of such a walk on this hardware: paid again at every
-    full collection (one follows every large connect storm, and the stream's churn
-    brings more) for objects that live as long as the process. Frozen, they are never
-    walked again; reference counting still frees them, only a cycle among them that
-    dies later would stay (bounded by what existed at startup).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def _sigterm_handler(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from roomcast_core.api import cors_middleware, error_middleware
 from roomcast_core.health import HEALTH_KEY, Health, mount_health
+from roomcast_core.heap import settled_heap
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx, tracing_disabled, tracing_middleware
 from roomcast_publisher.adapters.kafka_sink import KafkaSink
@@ -83,21 +83,6 @@ def _links_ctx(settings: Settings, *, traced: bool) -> CleanupCtx:
     return ctx
 
 
-async def settled_heap(_: web.Application) -> AsyncIterator[None]:
-    """Once started, the objects that live as long as the process (modules, settings,
-    clients: tens of thousands) leave the collector's view, and young collections come
-    less often. Without this, under load a full collection (~50 ms over all of them)
-    came every ~0.4 s of CPU, and young ones so often that the objects of requests
-    still in flight were promoted and scanned again and again."""
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
-    yield
-    gc.set_threshold(*thresholds)
-    gc.unfreeze()
-
-
 def create_app(settings: Settings) -> web.Application:
     # Spans nobody exports are not made at all: a third of a small request's CPU.
     exported = tracing_exported(os.environ)
@@ -120,6 +105,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(telemetry_ctx("roomcast-publisher"))
     app.cleanup_ctx.append(_links_ctx(settings, traced=exported))
     app.cleanup_ctx.append(presence_ctx)
-    app.cleanup_ctx.append(settled_heap)
+    app.cleanup_ctx.append(settled_heap(GC_YOUNG_THRESHOLD))
     add_routes(app)
     return app

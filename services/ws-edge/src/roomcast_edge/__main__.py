@@ -17,8 +17,6 @@ def main() -> None:
         settings.edge.port,
         shutdown_timeout=CLOSE_WAIT_SECONDS,
         on_sigterm=drain,
-        # its loop's pauses are every client's latency
-        freeze_startup_heap=True,
         # Dead clients are found by the heartbeat check (HEARTBEAT_TIMEOUT, 30 s) and
         # idle HTTP keep-alives by aiohttp's own timeout; TCP keepalive would probe
         # after 2 h. Setting it cost every handshake a Python socket object (kept for

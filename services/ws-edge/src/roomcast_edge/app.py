@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from roomcast_core.health import HEALTH_KEY, Health, mount_health
+from roomcast_core.heap import settled_heap
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx
 from roomcast_core.tokens import verifier_from_settings
@@ -201,5 +202,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_task_ctx("revocation-sweep", _sweep))
     if settings.edge.presence and settings.edge.presence_events:
         app.cleanup_ctx.append(_task_ctx("presence-notices", _presence_notices))
+    # last, once everything above has started: the loop's pauses are every client's latency
+    app.cleanup_ctx.append(settled_heap())
     add_routes(app)
     return app
