@@ -152,7 +152,8 @@ async def _connect(
     tail = take_over(request, transport, conn)
     node.open(conn, connect)
     # The 101 and the `connected` message in one write: one send instead of two per
-    # handshake, the 101 still first on the socket (frames in `tail` are answered later).
+    # handshake. The 101 is still first on the socket: `Node.open` only queues (nothing
+    # it does writes to the transport), and frames in `tail` are answered after this.
     node.fanout.flush_now(conn, first=upgrade.response)
     if tail:
         conn.data_received(tail)
