@@ -14,15 +14,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
-from bench.feeds import CentrifugoApiFeed, Feed, KafkaFeed
+from bench.feeds import CentrifugoApiFeed, KafkaFeed
 from bench.loadgen import LoadGenerator
 from bench.peers.centrifugo import KafkaSource
 from bench.runner import CENTRIFUGO_API_KEY, SECRET, _create_topic, mint_tokens
-from bench.servers import CENTRIFUGO, CENTRIFUGO_HTTP, CentrifugoProcess, start_centrifugo
+from bench.servers import CENTRIFUGO, CENTRIFUGO_HTTP, start_centrifugo
 
-from bench import scenarios, ticks
-
-SPEC = ticks.TicksSpec(topics=5, clients=12, per_client=3, rates=(40.0,), step_seconds=1.0)
+from tests.bench.tiny_ticks import one_step
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +37,6 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     await client.stop()
 
 
-async def _one_step(
-    server: CentrifugoProcess, feed: Feed, load: LoadGenerator, session: aiohttp.ClientSession
-) -> dict[str, object]:
-    target = scenarios.Target(server.name, server.pid, feed, session=session)
-    subs = ticks.subscriptions(SPEC)
-    tokens = mint_tokens(SPEC.clients)
-    dials = [
-        server.dial(i, tokens[i], [ticks.pair_of(SPEC, p) for p in pairs])
-        for i, pairs in enumerate(subs)
-    ]
-    opened = await scenarios.handshakes(load, target, dials, server.protocol)
-    assert (opened["opened"], opened["failed"]) == (SPEC.clients, 0)
-    try:
-        return await scenarios.ticks_step(load, target, SPEC, subs, 0, 40.0, uuid.uuid4().hex[:6])
-    finally:
-        await load.close()
-
-
 async def test_the_kafka_consumer_delivers_each_record_to_its_channel_once(
     tmp_path: Path, kafka_bootstrap: str, producer: AIOKafkaProducer, load: LoadGenerator
 ) -> None:
@@ -69,7 +49,7 @@ async def test_the_kafka_consumer_delivers_each_record_to_its_channel_once(
     try:
         async with aiohttp.ClientSession() as session:
             feed = KafkaFeed(producer, topic, centrifugo_channels=True)
-            step = await _one_step(server, feed, load, session)
+            step = await one_step(server, feed, load, session)
     finally:
         server.stop()
     assert step["messages"] == 40
@@ -88,7 +68,7 @@ async def test_the_http_api_feed_and_low_memory_settings_work_too(
     try:
         async with aiohttp.ClientSession() as session:
             feed = CentrifugoApiFeed(session, server.base_url, CENTRIFUGO_API_KEY)
-            step = await _one_step(server, feed, load, session)
+            step = await one_step(server, feed, load, session)
             # a token signed with another secret is refused by the connect command
             bad = server.dial(0, mint_tokens(1)[0][:-3] + "xyz", [("t0000", "trade")])
             result = await load.connect([bad], timeout=10, protocol=server.protocol)

@@ -48,9 +48,10 @@ from bench.servers import (
 )
 from bench.system import Placement
 
-from bench import scenarios, ticks
+from bench import scenarios
 from roomcast_core import stream_wire
 from roomcast_harness.services import ServiceProcess
+from tests.bench.tiny_ticks import one_step
 
 UNPINNED = Placement(frozenset({0}), frozenset({0}))
 
@@ -323,25 +324,12 @@ async def test_a_publisher_on_the_redis_bus_feeds_roomcast_redis(
 async def test_the_redis_feed_appends_in_the_wire_format_and_ticks_reach_their_clients(
     bench_infra: Infra, load: LoadGenerator, tmp_path: Path
 ) -> None:
-    spec = ticks.TicksSpec(topics=5, clients=12, per_client=3, rates=(40.0,), step_seconds=1.0)
     async with aiohttp.ClientSession() as session:
         server, feed = await _start_server(ROOMCAST_REDIS, tmp_path, UNPINNED, bench_infra, session)
         try:
             assert isinstance(feed, RedisStreamFeed)
-            target = scenarios.Target(server.name, server.pid, feed, session=session)
-            subs = ticks.subscriptions(spec)
-            tokens = mint_tokens(spec.clients)
-            dials = [
-                server.dial(i, tokens[i], [ticks.pair_of(spec, p) for p in pairs])
-                for i, pairs in enumerate(subs)
-            ]
-            opened = await scenarios.handshakes(load, target, dials, server.protocol)
-            assert (opened["opened"], opened["failed"]) == (spec.clients, 0)
-            step = await scenarios.ticks_step(
-                load, target, spec, subs, 0, 40.0, uuid.uuid4().hex[:6]
-            )
+            step = await one_step(server, feed, load, session)
         finally:
-            await load.close()
             await asyncio.to_thread(server.stop)
     assert step["messages"] == 40
     assert step["expected"] == step["delivered"] > 0
