@@ -47,7 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.causes import explain
 from bench.messages import PAD, TYPE, wire_message
-from bench.stats import Verdict, rate, ratio
+from bench.stats import Verdict, rate, ratio, verdict_lines
 from bench.system import cpu_times
 from roomcast_core import wire
 from roomcast_harness.kafka_broker import KAFKA_VERSION, KafkaBroker, _java
@@ -626,11 +626,7 @@ def summary_lines(results: dict[str, Any]) -> Iterator[str]:
                 for k, r in ratios.items()
             )
         yield line
-    for verdict in results["targets"]:
-        state = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[verdict["met"]]
-        yield f"target {verdict['target']}: {state} ({verdict['gap']})"
-        if "why" in verdict:
-            yield f"  why: {verdict['why']}"
+    yield from verdict_lines(results["targets"])
     for key, error in results["errors"].items():
         yield f"error {key}: {error.splitlines()[0] if error else ''}"
 

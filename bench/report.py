@@ -23,7 +23,7 @@ from bench.servers import (
     ROOMCAST_REDIS,
     ROOMCAST_STAGGERED,
 )
-from bench.stats import Verdict, at_least, at_most, ratio
+from bench.stats import Verdict, at_least, at_most, ratio, verdict_lines
 
 PEERS = (NODE_WS, AIOHTTP_NAIVE, CENTRIFUGO, CENTRIFUGO_HTTP, CENTRIFUGO_LOWMEM)
 # roomcast's variants against each other in the same run: results key -> (ours, baseline,
@@ -451,11 +451,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             f"publisher single {_fmt(pub['single']['acked_per_s'])} acked/s, "
             f"batched {_fmt(pub['batched']['acked_per_s'])} acked/s"
         )
-    for verdict in results["targets"]:
-        state = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[verdict["met"]]
-        lines.append(f"target {verdict['target']}: {state} ({verdict['gap']})")
-        if "why" in verdict:
-            lines.append(f"  why: {verdict['why']}")
+    lines.extend(verdict_lines(results["targets"]))
     for key, error in results["errors"].items():
         lines.append(f"error {key}: {error.splitlines()[0]}")
     return lines

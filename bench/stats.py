@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -95,6 +96,17 @@ class Verdict:
             "met": self.met,
             "gap": self.gap,
         }
+
+
+def verdict_lines(verdicts: list[dict[str, Any]]) -> list[str]:
+    """The printed summary's lines for verdicts (as in results), each missed one's cause below it."""
+    lines = []
+    for verdict in verdicts:
+        state = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[verdict["met"]]
+        lines.append(f"target {verdict['target']}: {state} ({verdict['gap']})")
+        if "why" in verdict:
+            lines.append(f"  why: {verdict['why']}")
+    return lines
 
 
 def at_most(name: str, target: str, measured: float | None, limit: float, unit: str) -> Verdict:
