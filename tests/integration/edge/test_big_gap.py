@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from roomcast_edge.domain.positions import parse_vector
 from tests.conftest import BUSES, Infra, ServiceFactory, infra_on
 from tests.integration.edge.conftest import (
     Publisher,
@@ -24,14 +25,6 @@ PAD = "x" * 560  # ~600 bytes per push: a ~10 MB gap, ten times the outbound lim
 def infra(request: pytest.FixtureRequest) -> Infra:
     """Every test here runs on Kafka and on Redis Streams."""
     return infra_on(request)
-
-
-def _vector(text: str) -> dict[int, int]:
-    return {int(p): int(o) for p, o in (e.split(":") for e in text.split(","))}
-
-
-def _text(vector: dict[int, int]) -> str:
-    return ",".join(f"{p}:{o}" for p, o in sorted(vector.items()))
 
 
 async def test_a_10_mb_gap_is_recovered_in_order_on_the_same_and_on_another_edge(
@@ -55,7 +48,7 @@ async def test_a_10_mb_gap_is_recovered_in_order_on_the_same_and_on_another_edge
     options = {"max_queue": 32}
     again, hello = await connect(first, options, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    vector = _vector(since)
+    vector = parse_vector(since)
     reading = asyncio.create_task(read_seqs_in_order(again, vector, GAP + 1 + 50))
     # Live messages published while the replay runs join it with no gap, no duplicate.
     await asyncio.sleep(0.5)
@@ -71,7 +64,7 @@ async def test_a_10_mb_gap_is_recovered_in_order_on_the_same_and_on_another_edge
     second = start_service("edge", env, name="edge-b")
     other, hello = await connect(second, options, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    seqs = await asyncio.wait_for(read_seqs_in_order(other, _vector(since), GAP + 1 + 50), 180)
+    seqs = await asyncio.wait_for(read_seqs_in_order(other, parse_vector(since), GAP + 1 + 50), 180)
     assert seqs == list(range(GAP + 1 + 50))
     assert other.close_code is None
     await other.close()

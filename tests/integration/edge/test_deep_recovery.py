@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from websockets.asyncio.client import ClientConnection
 
 from roomcast_core.stream_wire import stream_key
+from roomcast_edge.domain.positions import format_vector, parse_vector
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import BUSES, Infra, ServiceFactory, infra_on
 from tests.integration.edge.conftest import (
@@ -77,14 +78,6 @@ def infra(request: pytest.FixtureRequest) -> Infra:
     return infra_on(request)
 
 
-def _vector(text: str) -> dict[int, int]:
-    return {int(p): int(o) for p, o in (e.split(":") for e in text.split(","))}
-
-
-def _text(vector: dict[int, int]) -> str:
-    return ",".join(f"{p}:{o}" for p, o in sorted(vector.items()))
-
-
 async def _drop_first(infra: Infra, topic: str, partition: int, count: int) -> None:
     """The partition loses its first `count` records, as retention would drop them."""
     if infra.bus == "redis":
@@ -126,7 +119,7 @@ async def test_a_10000_message_gap_is_recovered_from_the_bus_on_the_same_and_ano
 
     again, hello = await connect(first, {"max_queue": 32}, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    reading = asyncio.create_task(read_seqs_in_order(again, _vector(since), GAP + 1 + 30))
+    reading = asyncio.create_task(read_seqs_in_order(again, parse_vector(since), GAP + 1 + 30))
     await asyncio.sleep(0.3)
     for i in range(30):  # live while the replay runs: joined with no gap, no duplicate
         await publisher.send(message({"seq": GAP + 1 + i}, room=room))
@@ -138,7 +131,7 @@ async def test_a_10000_message_gap_is_recovered_from_the_bus_on_the_same_and_ano
     second = start_service("edge", env, name="edge-b")
     other, hello = await connect(second, token=token(), roomIds=room, since=since)
     assert hello["recovered"] is True
-    seqs = await asyncio.wait_for(read_seqs_in_order(other, _vector(since), GAP + 1 + 30), 180)
+    seqs = await asyncio.wait_for(read_seqs_in_order(other, parse_vector(since), GAP + 1 + 30), 180)
     assert seqs == list(range(GAP + 1 + 30))
     await other.close()
     assert metric(second, "roomcast_edge_archive_records_total") >= GAP
@@ -153,7 +146,7 @@ async def test_a_vector_older_than_retention_is_not_recovered(
     since = hello["position"]
     await _publish_gap(publisher, room, 200)
     await publisher.send(message({"seq": 200}, room=room))
-    seen = _vector(since)
+    seen = parse_vector(since)
     pushes = await read_seqs_in_order(ws, seen, 201)
     assert pushes[-1] == 200
     await ws.close()
@@ -164,8 +157,8 @@ async def test_a_vector_older_than_retention_is_not_recovered(
     assert (await request(late, "ping"))["status"] == "ok"
     await late.close()
     # A vector past the deleted records still recovers, from the bus (the history is tiny).
-    newer = {**_vector(since), partition: 99}
-    fine, hello = await connect(edge, token=token(), roomIds=room, since=_text(newer))
+    newer = {**parse_vector(since), partition: 99}
+    fine, hello = await connect(edge, token=token(), roomIds=room, since=format_vector(newer))
     assert hello["recovered"] is True
     assert await read_seqs_in_order(fine, newer, 101) == list(range(100, 201))
     await fine.close()
@@ -257,8 +250,8 @@ async def test_join_and_subscribe_with_an_old_since_recover_from_the_bus(
     reply = await request(ws, "join", {"room": room, "since": since}, request_id="j")
     assert reply["status"] == "ok"
     assert reply["recovered"] is True
-    assert await read_seqs_in_order(ws, _vector(since), 300) == list(range(300))
+    assert await read_seqs_in_order(ws, parse_vector(since), 300) == list(range(300))
     reply = await request(ws, "subscribe", {"topic": sub, "type": "a", "since": since}, "s")
     assert reply["recovered"] is True
-    assert await read_seqs_in_order(ws, _vector(since), 300) == list(range(300))
+    assert await read_seqs_in_order(ws, parse_vector(since), 300) == list(range(300))
     await ws.close()
