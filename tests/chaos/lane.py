@@ -135,6 +135,7 @@ class Lane:
         self.started = 0.0
         self.stop_publishing = asyncio.Event()
         self.stalled: list[Any] = []
+        self.heavy: asyncio.Task[None] | None = None
 
     def make_clients(self) -> None:
         for i in range(self.config.clients):
@@ -205,6 +206,11 @@ class Lane:
             "restart_kafka": (c.kafka.stop, c.kafka.start),
             "restart_redis": (c.redis.stop, c.redis.start),
             "cut_redis_link": (lambda: c.cut(c.redis_links[t]), lambda: c.mend(c.redis_links[t])),
+            "cut_kafka_link": (lambda: c.cut(c.kafka_links[t]), lambda: c.mend(c.kafka_links[t])),
+            "slow_kafka_link": (
+                lambda: c.slow(c.kafka_links[t]),
+                lambda: c.kafka_links[t].clear(),
+            ),
             "slow_client_link": (
                 lambda: c.slow(c.client_links[t]),
                 lambda: c.client_links[t].clear(),
@@ -239,14 +245,21 @@ class Lane:
                     open_timeout=10,
                 )
                 self.stalled.append(ws)
+        self.heavy = asyncio.create_task(self._fill_heavy_room())
+
+    async def _fill_heavy_room(self) -> None:
+        """Large messages for the stalled clients' room: 4 MB, past their outbound limit."""
         body = {"room": HEAVY_ROOM, "payload": "h" * 32768}
-        for _ in range(40):
+        url = self.cluster.publishers[0].url + "/v1/messages"
+        for _ in range(120):
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                url = self.cluster.publishers[0].url + "/v1/messages"
                 async with self.fleet.http.post(url, json=body):
                     pass
 
     async def _unstall(self) -> None:
+        if self.heavy is not None:
+            self.heavy.cancel()
+            await asyncio.gather(self.heavy, return_exceptions=True)
         stalled, self.stalled = self.stalled, []
         for ws in stalled:
             with contextlib.suppress(Exception):

@@ -25,6 +25,8 @@ KINDS: dict[str, tuple[int, float, float]] = {
     "restart_kafka": (1, 2.0, 6.0),  # stopped, started after the duration
     "restart_redis": (1, 1.0, 3.0),
     "cut_redis_link": (2, 1.0, 5.0),  # one edge's link to Redis is down
+    "cut_kafka_link": (2, 1.0, 6.0),  # one edge's link to Kafka is down
+    "slow_kafka_link": (1, 2.0, 6.0),  # latency with jitter between one edge and Kafka
     "slow_client_link": (2, 2.0, 6.0),  # latency with jitter between clients and one edge
     "slice_client_link": (2, 2.0, 6.0),  # clients' bytes to one edge in small slices
     "pause_edge": (1, 0.5, 3.0),  # SIGSTOP, then SIGCONT: a partition from everything
@@ -35,6 +37,8 @@ TARGETS = {
     "kill_edge": 3,
     "kill_publisher": 2,
     "cut_redis_link": 3,
+    "cut_kafka_link": 3,
+    "slow_kafka_link": 3,
     "slow_client_link": 3,
     "slice_client_link": 3,
     "pause_edge": 3,
