@@ -13,6 +13,10 @@ from aiohttp import web
 from roomcast_core.logs import configure_logging
 from roomcast_core.settings import Settings, SettingsError, load_settings
 from roomcast_core.tokens import StartupError
+from roomcast_core.workers import supervise, this_worker
+
+# Seconds the supervisor of several workers allows beyond their shutdown for a drain.
+WORKER_GRACE = 60.0
 
 
 def load_or_exit(service: str, *, needs_jwt_secret: bool = False) -> Settings:
@@ -34,6 +38,7 @@ def serve(
     shutdown_timeout: float = 10.0,
     on_sigterm: Callable[[web.Application], Awaitable[None]] | None = None,
     tcp_keepalive: bool = True,
+    workers: int = 1,
 ) -> None:
     """Run the app until SIGINT/SIGTERM.
 
@@ -42,6 +47,10 @@ def serve(
     Without it, aiohttp closes the listener at once. `tcp_keepalive`: aiohttp's SO_KEEPALIVE on every accepted socket
     (a service that detects dead peers itself can spare that call per connection).
     """
+    place = this_worker()
+    if workers > 1 and place is None:
+        # The workers drain on their own; the supervisor waits for the slowest.
+        supervise(service, workers, grace=shutdown_timeout + WORKER_GRACE)
     configure_logging(settings.log, service)
     try:
         import uvloop
@@ -65,6 +74,9 @@ def serve(
         shutdown_timeout=shutdown_timeout,
         handle_signals=True,
         tcp_keepalive=tcp_keepalive,
+        # Workers share the port; each also listens on its own socket for its siblings.
+        reuse_port=place is not None,
+        path=str(place.socket) if place is not None else None,
     )
 
 
