@@ -16,6 +16,7 @@ from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.heap import settled_heap
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx, tracing_disabled, tracing_middleware
+from roomcast_publisher.adapters.aiokafka_internals import check_aiokafka
 from roomcast_publisher.adapters.kafka_sink import KafkaSink
 from roomcast_publisher.adapters.redis_idempotency import RedisIdempotencyStore
 from roomcast_publisher.adapters.redis_stream_sink import RedisStreamSink
@@ -84,6 +85,8 @@ def _links_ctx(settings: Settings, *, traced: bool) -> CleanupCtx:
 
 
 def create_app(settings: Settings) -> web.Application:
+    if settings.bus.kind == "kafka":
+        check_aiokafka()  # the producer's fast path relies on aiokafka internals: fail at start
     # Spans nobody exports are not made at all: a third of a small request's CPU.
     exported = tracing_exported(os.environ)
     registry = CollectorRegistry()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from opentelemetry import trace
 from opentelemetry.propagate import inject
@@ -32,6 +32,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from roomcast_core import wire
 from roomcast_core.settings import KafkaSettings
+from roomcast_publisher.adapters.aiokafka_internals import abandon, append_now, sender_died
 from roomcast_publisher.adapters.kafka_inflight import InFlightTracker
 from roomcast_publisher.adapters.kafka_topic import ensure_topic
 from roomcast_publisher.domain.ports import Delivery, OutcomeUnknown, SinkUnavailable
@@ -111,7 +112,7 @@ class KafkaSink:
                 await ensure_topic(self._settings, self._settings.request_timeout)
                 self._topic_ready = True
             producer = self._producer
-            if producer is not None and _sender_died(producer):
+            if producer is not None and sender_died(producer):
                 # A fatal producer error (e.g. out-of-order sequence) ends its sender
                 # for good; records would only fail from now on. Start afresh.
                 await self._fence(producer, "producer sender stopped")
@@ -143,7 +144,7 @@ class KafkaSink:
                 await producer.start()
                 await producer.partitions_for(self._topic)  # warm metadata: sends never wait
         except BaseException:
-            await _abandon(producer, "producer did not start")
+            await abandon(producer, "producer did not start")
             raise
         return producer
 
@@ -194,7 +195,7 @@ class KafkaSink:
                 value = wire.encode_value(message)
                 headers = wire.encode_headers(message, trace_headers)
                 tp = route(key)
-                future = _append_now(producer, tp, key, value, headers) if tp else None
+                future = append_now(producer, tp, key, value, headers) if tp else None
                 if future is None:
                     # The producer would wait (a full batch, no metadata yet, closing):
                     # its own send(), bounded. Cancelling send() itself (not its future)
@@ -290,7 +291,7 @@ class KafkaSink:
         if task is None:
             log.warning("fencing kafka producer", extra={"reason": reason})
             self._on_fence()
-            task = asyncio.create_task(_abandon(producer, reason))
+            task = asyncio.create_task(abandon(producer, reason))
             self._fences[id(producer)] = task
             task.add_done_callback(lambda _: self._fences.pop(id(producer), None))
         await asyncio.shield(task)
@@ -303,7 +304,7 @@ class KafkaSink:
             with contextlib.suppress(KafkaError, TimeoutError):
                 async with asyncio.timeout(self._ack_timeout):
                     await producer.flush()
-            await _abandon(producer, "publisher shutting down")
+            await abandon(producer, "publisher shutting down")
         if self._fences:
             await asyncio.gather(*self._fences.values(), return_exceptions=True)
 
@@ -371,63 +372,6 @@ class AckWatch:
         self._timer = loop.call_at(waits[0][0], self._expire) if waits else None
 
 
-def _append_now(
-    producer: AIOKafkaProducer,
-    tp: TopicPartition,
-    key: bytes,
-    value: bytes,
-    headers: list[tuple[str, bytes]],
-) -> asyncio.Future[Any] | None:
-    """What producer.send() does when it need not wait (metadata known, room in the
-    partition's open batch): the record's future. None when it would wait or refuse;
-    then send() itself takes over. Skips a coroutine and a timer per record, and
-    aiokafka's per-call checks that cannot apply here (a producer without transactions,
-    the partition already chosen). Private attributes, as in _abandon."""
-    accumulator = producer._message_accumulator
-    if accumulator._closed or accumulator._exception is not None:
-        return None
-    producer._serialize(key, value, headers)  # the size check send() makes
-    queue = accumulator._batches.get(tp)
-    batch = queue[-1] if queue else accumulator._append_batch(accumulator.create_builder(), tp)
-    future: asyncio.Future[Any] | None = batch.append(key, value, None, headers=headers)
-    return future
-
-
 def _fail_span(span: trace.Span, exc: BaseException) -> None:
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, str(exc)))
-
-
-def _sender_died(producer: AIOKafkaProducer) -> bool:
-    task = producer._sender.sender_task
-    return task is not None and task.done()
-
-
-async def _abandon(producer: AIOKafkaProducer, reason: str) -> None:
-    """Make sure a producer never sends again and fail every record it still holds.
-
-    aiokafka has no public way to give up on pending records, hence the private
-    attributes; the fault-injection test breaks loudly if they change.
-    """
-    sender = producer._sender
-    task = sender.sender_task if sender is not None else None
-    if task is not None and not task.done():
-        task.cancel()
-        # The sender awaits its in-flight produce requests before it ends; their
-        # answers (success or failure) still resolve their records.
-        await asyncio.wait({task})
-    accumulator = producer._message_accumulator
-    held = [batch for queue in accumulator._batches.values() for batch in queue]
-    held += list(accumulator._pending_batches)
-    for batch in held:
-        # A retried batch left the pending set when it was queued again; aiokafka's
-        # done-callback removes it from there once more, so put it back first.
-        accumulator._pending_batches.add(batch)
-    accumulator.fail_all(KafkaTimeoutError(reason))
-    for batch in held:
-        for waiter in (batch.future, batch._drain_waiter):
-            if waiter.done() and not waiter.cancelled():
-                waiter.exception()  # retrieved: nobody else will look at these
-    with contextlib.suppress(KafkaError, OSError, TimeoutError):
-        async with asyncio.timeout(5):
-            await producer.stop()
