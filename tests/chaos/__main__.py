@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,9 +23,14 @@ async def _main() -> int:
     clients = int(os.environ.get("CHAOS_CLIENTS", "300"))
     out = Path(os.environ.get("CHAOS_REPORT_DIR", "chaos-report"))
     print(f"chaos: seed {seed}, {seconds:g} s, {clients} clients", file=sys.stderr, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="roomcast-chaos-") as tmp:
         report = await run_lane(ChaosConfig(seconds, seed, clients=clients), Path(tmp))
-    out.mkdir(parents=True, exist_ok=True)
+        if not report.ok:  # the processes' logs, for the failure's cause
+            logs = out / f"seed-{seed}-logs"
+            logs.mkdir(exist_ok=True)
+            for log in Path(tmp).glob("*.log"):
+                shutil.copy(log, logs / log.name)
     (out / f"seed-{seed}.json").write_text(json.dumps(report.as_json(), indent=2))
     (out / f"seed-{seed}.txt").write_text(report.text() + "\n\n" + report.ledger_text + "\n")
     print(report.text())

@@ -44,6 +44,15 @@ class Fleet:
     reorders: list[str] = field(default_factory=list)
     unexpected_closes: list[str] = field(default_factory=list)
     tokens_issued: int = 0
+    # (seconds since the lane's start, edge, close code) of closes, for the report
+    events: list[tuple[float, int, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    # The lane's own lag: how late a client's ping timer fired (a starved test process
+    # would look like silent clients to the edges).
+    worst_timer_lag: float = 0.0
+
+    def note(self, edge: int, what: str) -> None:
+        self.events.append((round(time.monotonic() - self.started, 1), edge, what))
 
 
 async def issue_token(fleet: Fleet, device: str, user: str, ttl: int) -> str:
@@ -113,7 +122,8 @@ class ChaosClient:
             query["topics"] = ",".join(f"{t}:{k}" for t, k in self.subscriptions)
         if self.record is not None:
             query["since"] = self.record.vector()
-        url = self.rng.choice(self.fleet.edge_urls) + "?" + urllib.parse.urlencode(query)
+        edge = self.rng.randrange(len(self.fleet.edge_urls))
+        url = self.fleet.edge_urls[edge] + "?" + urllib.parse.urlencode(query)
         try:
             ws = await websockets.connect(
                 url,
@@ -136,6 +146,8 @@ class ChaosClient:
                 self.record = self.fleet.ledger.client(self.name, hello, self.subscriptions)
             else:
                 self.record.connected(hello)
+            if hello.get("recovered") is False:
+                self.fleet.note(edge, "recovered false")
             self.sessions += 1
             self.ws = ws
             self.connected.set()
@@ -150,6 +162,7 @@ class ChaosClient:
             self.ws = None
             code = ws.close_code
             self.fleet.closes[str(code)] += 1
+            self.fleet.note(edge, f"close {code}")
             if code == 4001:
                 self._token = None
             if code is not None and code not in EXPECTED_CLOSES:
@@ -170,8 +183,12 @@ class ChaosClient:
 
     async def _ping(self, ws: ClientConnection) -> None:
         sent = 0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(PING_SECONDS * self.rng.uniform(0.5, 1.0))
+            pause = PING_SECONDS * self.rng.uniform(0.5, 1.0)
+            due = loop.time() + pause
+            await asyncio.sleep(pause)
+            self.fleet.worst_timer_lag = max(self.fleet.worst_timer_lag, loop.time() - due)
             sent += 1
             request = {"request_id": f"p{sent}", "action": "ping"}
             with contextlib.suppress(websockets.WebSocketException):
@@ -214,7 +231,12 @@ class ChaosClient:
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             record = self.record
-            if record is not None and self.connected.is_set() and self.has(self.expected(record)):
+            # One told recovered: false may lack what it was told it lacks; it must
+            # still be connected again.
+            caught_up = record is not None and (
+                record.unrecoverable or self.has(self.expected(record))
+            )
+            if caught_up and self.connected.is_set():
                 return True
             self._changed.clear()
             with contextlib.suppress(TimeoutError):

@@ -9,7 +9,9 @@ so that one edge's links can be cut, slowed or sliced while the others work.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,25 @@ PRESENCE_TTL = 8
 REFRESH_GRACE = 2
 
 
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range.
+
+    A process restarted on its port must find it free: a port from the ephemeral
+    range may meanwhile be the local end of any outgoing connection on the machine.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 class ProxiedKafka(KafkaBroker):
     """A broker with one more listener per edge, advertised at that edge's proxy.
 
@@ -34,7 +55,8 @@ class ProxiedKafka(KafkaBroker):
     """
 
     def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
+        super().__init__(workdir, port=stable_port())
+        self.controller_port = stable_port()
         self.extra: list[tuple[str, int, int]] = []  # (listener name, port, advertised port)
 
     def _properties(self) -> Path:
@@ -58,7 +80,7 @@ class Cluster:
 
     def __init__(self, workdir: Path, *, edges: int, publishers: int, webhook_url: str) -> None:
         self.workdir = workdir
-        self.redis = RedisServer(workdir / "redis", appendonly=True)
+        self.redis = RedisServer(workdir / "redis", port=stable_port(), appendonly=True)
         self.kafka = ProxiedKafka(workdir / "kafka")
         self.toxiproxy = ToxiproxyServer(workdir / "toxiproxy")
         self.edge_count = edges
@@ -78,7 +100,7 @@ class Cluster:
         self.toxiproxy.start()
         # The proxies first: the broker must know the ports it advertises to each edge.
         for i in range(self.edge_count):
-            upstream = free_port()
+            upstream = stable_port()
             link = self.toxiproxy.proxy(f"edge-{i + 1}-kafka", f"127.0.0.1:{upstream}")
             self.kafka.extra.append((f"EDGE{i + 1}", upstream, link.port))
             self.kafka_links.append(link)
@@ -94,9 +116,9 @@ class Cluster:
             ROOMCAST_WEBHOOKS__URLS=self.webhook_url,
             ROOMCAST_WEBHOOKS__SECRET=WEBHOOK_SECRET,
         )
-        self.auth = ServiceProcess("auth", env, self.workdir, name="auth")
+        self.auth = ServiceProcess("auth", env, self.workdir, stable_port(), "auth")
         self.publishers = [
-            ServiceProcess("publisher", env, self.workdir, name=f"publisher-{i + 1}")
+            ServiceProcess("publisher", env, self.workdir, stable_port(), f"publisher-{i + 1}")
             for i in range(self.publisher_count)
         ]
         redis_port = self.redis.url.rsplit(":", 1)[1].split("/")[0]
@@ -108,7 +130,8 @@ class Cluster:
                 "ROOMCAST_REDIS__URL": f"redis://127.0.0.1:{link.port}/0",
                 "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_links[i].port}",
             }
-            self.edges.append(ServiceProcess("edge", edge_env, self.workdir, name=f"edge-{i + 1}"))
+            edge = ServiceProcess("edge", edge_env, self.workdir, stable_port(), f"edge-{i + 1}")
+            self.edges.append(edge)
         for proc in self.processes:
             proc.launch()
         for proc in self.processes:

@@ -266,6 +266,15 @@ class Lane:
                 await ws.close()
 
 
+def _timeline(events: list[tuple[float, int, str]]) -> dict[str, dict[str, int]]:
+    """What clients met, per 10 s of the lane and per edge: closes by code, recoveries."""
+    buckets: dict[str, Counter[str]] = {}
+    for at, edge, what in events:
+        key = f"{int(at // 10) * 10:>4}s"
+        buckets.setdefault(key, Counter())[f"edge-{edge + 1} {what}"] += 1
+    return {k: dict(v) for k, v in sorted(buckets.items())}
+
+
 def _auth(cluster: Cluster) -> Any:
     assert cluster.auth is not None
     return cluster.auth
@@ -303,6 +312,10 @@ async def _check_end(lane: Lane, receiver: WebhookReceiver, report: LaneReport) 
     )
     report.checks.append(
         Check("every client back and caught up", all(settled), f"{sum(settled)}/{len(settled)}")
+    )
+    errors = [f"{h.fault.kind}: {h.error[:300]}" for h in report.schedule if h.error]
+    report.checks.append(
+        Check("every fault inflicted and healed (processes restart)", not errors, str(errors))
     )
     report.checks.append(
         Check("order per key", not fleet.reorders, "; ".join(fleet.reorders[:5]) or "none out")
@@ -390,7 +403,11 @@ async def _check_end(lane: Lane, receiver: WebhookReceiver, report: LaneReport) 
             "tokens issued": fleet.tokens_issued,
             "webhook deliveries": receiver.deliveries,
             "webhook deliveries refused on purpose": receiver.refused,
-            "fault errors": [h.fault.kind + ": " + h.error for h in report.schedule if h.error],
+            "fault errors": [
+                h.fault.kind + ": " + h.error[:300] for h in report.schedule if h.error
+            ],
+            "worst lag of the lane's own timers (s)": round(fleet.worst_timer_lag, 2),
+            "closes and recovered: false by edge, per 10 s": _timeline(fleet.events),
         }
     )
 
@@ -420,7 +437,7 @@ async def run_lane(config: ChaosConfig, workdir: Path) -> LaneReport:
             async with asyncio.timeout(120):
                 for client in lane.clients:
                     await client.connected.wait()
-            lane.started = time.monotonic()
+            lane.started = fleet.started = time.monotonic()
             workers = 6
             publishing = [asyncio.create_task(lane.publish(i, workers)) for i in range(workers)]
             await lane.run_schedule(plan(config.seed, config.seconds), report)
