@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -37,6 +38,28 @@ def test_bad_port_stops_the_service_with_one_line(service: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert setting in lines[0]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_busy_port_stops_the_service_with_one_line_naming_the_setting(service: str) -> None:
+    setting = PORT_SETTINGS[service]
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        # No Redis nor Kafka here: the port is checked before the service reaches them.
+        result = _run_and_fail(
+            service,
+            {
+                setting: str(port),
+                setting.replace("__PORT", "__HOST"): "127.0.0.1",
+                "ROOMCAST_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
+                "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+            },
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"roomcast-{service}: port {port} is already in use (127.0.0.1:{port}); "
+        f"set {setting} to another port"
+    )
 
 
 @pytest.mark.parametrize("service", ["auth", "edge"])
