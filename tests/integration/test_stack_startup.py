@@ -103,3 +103,25 @@ def test_a_busy_port_is_one_line_naming_its_setting(tmp_path: Path) -> None:
     # Told before anything started, and nothing left behind.
     assert "starting redis" not in out
     assert list(tmp.iterdir()) == []
+
+
+def test_infra_removes_its_temp_dir_too(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log = tmp_path / "infra.log"
+    # An existing Kafka is named (never used here), so only Redis starts.
+    env = _env(tmp, {}, ROOMCAST_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1")
+    proc = spawn([_harness(), "infra"], log, env=env)
+    try:
+        wait_for(
+            lambda: proc.poll() is not None or "ROOMCAST_REDIS__URL=" in log.read_text(),
+            60,
+            "infra's addresses",
+        )
+        assert proc.poll() is None, tail(log)
+        [workdir] = tmp.iterdir()
+        assert workdir.name.startswith("roomcast-infra-")
+        assert stop(proc, timeout=60, sig=signal.SIGINT) == 0, tail(log)
+    finally:
+        stop(proc, timeout=60)
+    assert list(tmp.iterdir()) == []

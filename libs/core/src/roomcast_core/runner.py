@@ -89,8 +89,10 @@ def _try_listen(host: str, port: int) -> None:
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     ):
         with socket.socket(family, kind, proto) as probe:
-            # As aiohttp does, so a port left in TIME_WAIT does not count as busy.
+            # As aiohttp does, so a port left in TIME_WAIT does not count as busy; and
+            # SO_REUSEPORT, so workers sharing the port with it do not either.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             probe.bind(address)
