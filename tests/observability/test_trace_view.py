@@ -102,6 +102,9 @@ async def test_search_by_service_and_operation_then_a_trace_on_its_time_axis(
             await expect(rows).to_have_count(2)  # the header and one trace
             await expect(rows.nth(1)).to_contain_text(f"{service}: POST /b")
             await expect(rows.nth(1)).to_contain_text("1.00 ms")
+            artifacts = Path(__file__).resolve().parents[2] / "artifacts"
+            artifacts.mkdir(exist_ok=True)
+            await page.screenshot(path=str(artifacts / "trace-search.png"), full_page=True)
 
             await page.goto(f"{jaeger.ui_url}/trace/{trace_id}")
             await expect(page.locator("#span-count")).to_have_text("2 spans", timeout=20_000)
@@ -122,8 +125,6 @@ async def test_search_by_service_and_operation_then_a_trace_on_its_time_axis(
             await expect(details).to_contain_text("service.version = 9.9.9")
             await expect(details).to_contain_text("starts at +2.00 ms, lasts 5.00 ms")
 
-            shot = Path(__file__).resolve().parents[2] / "artifacts" / "trace-view.png"
-            shot.parent.mkdir(exist_ok=True)
-            await page.screenshot(path=str(shot), full_page=True)
+            await page.screenshot(path=str(artifacts / "trace-view.png"), full_page=True)
         finally:
             await browser.close()
