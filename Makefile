@@ -80,7 +80,13 @@ bench-quick: install-runtime bench-node bench-centrifugo ## quick benchmark (C =
 bench-publisher: install-runtime ## publisher throughput vs bare aiokafka, Kafka's ProducerPerformance and a bare aiohttp endpoint (PLAN=full|quick); merged into bench/results/
 	$(UV) run python -m bench.publisher --plan $(or $(PLAN),full)
 
-.PHONY: soak
+.PHONY: soak chaos
+
+CHAOS_SECONDS ?= 600
+CHAOS_SEED ?=
+
+chaos: install ## the chaos lane (CHAOS_SECONDS, default 600; CHAOS_SEED): kills, restarts and cut links under load, every promise checked; report in chaos-report/
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(UV) run python -m tests.chaos
 
 soak: install-runtime ## bounded soak (SOAK_SECONDS, default 120): publishes, client churn, stalled clients, one Kafka restart; prints the ledger, fails on any loss
 	SOAK_SECONDS=$(SOAK_SECONDS) $(UV) run python -m tests.robustness.soak

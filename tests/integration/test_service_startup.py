@@ -40,21 +40,26 @@ def test_bad_port_stops_the_service_with_one_line(service: str) -> None:
     assert setting in lines[0]
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_busy_port_stops_the_service_with_one_line_naming_the_setting(service: str) -> None:
+@pytest.mark.parametrize(
+    ("service", "workers"), [*((s, 1) for s in SERVICES), ("edge", 2), ("publisher", 2)]
+)
+def test_busy_port_stops_the_service_with_one_line_naming_the_setting(
+    service: str, workers: int
+) -> None:
     setting = PORT_SETTINGS[service]
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        # No Redis nor Kafka here: the port is checked before the service reaches them.
-        result = _run_and_fail(
-            service,
-            {
-                setting: str(port),
-                setting.replace("__PORT", "__HOST"): "127.0.0.1",
-                "ROOMCAST_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
-                "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-            },
-        )
+        # No Redis nor Kafka here: the port is checked before the service reaches them,
+        # and before a supervisor starts any worker.
+        env = {
+            setting: str(port),
+            setting.replace("__PORT", "__HOST"): "127.0.0.1",
+            "ROOMCAST_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
+            "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        }
+        if workers > 1:
+            env[setting.replace("__PORT", "__WORKERS")] = str(workers)
+        result = _run_and_fail(service, env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (
         f"roomcast-{service}: port {port} is already in use (127.0.0.1:{port}); "

@@ -15,6 +15,10 @@ from aiohttp import web
 from roomcast_core.logs import configure_logging
 from roomcast_core.settings import Settings, SettingsError, load_settings
 from roomcast_core.tokens import StartupError
+from roomcast_core.workers import supervise, this_worker
+
+# Seconds the supervisor of several workers allows beyond their shutdown for a drain.
+WORKER_GRACE = 60.0
 
 
 def load_or_exit(service: str, *, needs_jwt_secret: bool = False) -> Settings:
@@ -36,6 +40,7 @@ def serve(
     shutdown_timeout: float = 10.0,
     on_sigterm: Callable[[web.Application], Awaitable[None]] | None = None,
     tcp_keepalive: bool = True,
+    workers: int = 1,
 ) -> None:
     """Run the app until SIGINT/SIGTERM.
 
@@ -46,6 +51,17 @@ def serve(
     spare that call per connection). A port that cannot be opened stops the service
     with one line naming the setting that moves it.
     """
+    try:
+        # Before any worker starts and before create_app's links to Redis and Kafka:
+        # a busy port is told at once, and once.
+        _try_listen(host, port)
+    except OSError as exc:
+        _exit_if_bind_failure(service, host, port, exc)
+        raise
+    place = this_worker()
+    if workers > 1 and place is None:
+        # The workers drain on their own; the supervisor waits for the slowest.
+        supervise(service, workers, grace=shutdown_timeout + WORKER_GRACE)
     configure_logging(settings.log, service)
     try:
         import uvloop
@@ -53,12 +69,6 @@ def serve(
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    try:
-        # Before create_app's links to Redis and Kafka: a busy port is told at once.
-        _try_listen(host, port)
-    except OSError as exc:
-        _exit_if_bind_failure(service, host, port, exc)
-        raise
     try:
         app = create_app(settings)
     except StartupError as exc:
@@ -76,6 +86,9 @@ def serve(
             shutdown_timeout=shutdown_timeout,
             handle_signals=True,
             tcp_keepalive=tcp_keepalive,
+            # Workers share the port; each also listens on its own socket for its siblings.
+            reuse_port=place is not None,
+            path=str(place.socket) if place is not None else None,
         )
     except OSError as exc:
         # Something took the port between the check and the bind.

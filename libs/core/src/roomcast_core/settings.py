@@ -17,6 +17,8 @@ from typing import Any
 from dynaconf import Dynaconf, ValidationError, Validator
 from dynaconf.utils.parse_conf import parse_conf_data
 
+from roomcast_core.workers import worker_count
+
 PREFIX = "ROOMCAST_"
 DEV_SECRET = "roomcast-local-development-secret-change-me"  # noqa: S105 - local mode only
 
@@ -121,6 +123,8 @@ class EdgeSettings:
     trace_id_in_meta: bool
     trace_ui_url: str
     refresh_grace: float
+    # processes sharing the port (roomcast_core.workers); `auto` resolved at load
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,7 @@ class PublisherSettings:
     max_batch: int
     idempotency_window: int
     cors_origins: tuple[str, ...]
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +188,14 @@ def _is_positive(value: Any) -> bool:
     return _is_number(value) and value > 0
 
 
+def _is_workers(value: Any) -> bool:
+    try:
+        worker_count(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -222,6 +235,7 @@ def _validators() -> list[Validator]:
         *check(["bus.stream"], lambda v: isinstance(v, str) and bool(v), "non-empty text"),
         Validator("jwt.algorithm", is_in=["HS256", "EdDSA", "ES256"]),
         *check(["auth.port", "edge.port", "publisher.port"], _is_port, "a port number (0-65535)"),
+        *check(["edge.workers", "publisher.workers"], _is_workers, "a whole number >= 1 or auto"),
         *check(
             [
                 "redis.timeout",
@@ -496,6 +510,7 @@ def _freeze(dyn: Any) -> Settings:
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
             trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
+            workers=worker_count(dyn.edge.workers),
         ),
         webhooks=WebhookSettings(
             urls=_split(dyn.webhooks.urls),
@@ -514,5 +529,6 @@ def _freeze(dyn: Any) -> Settings:
             max_batch=dyn.publisher.max_batch,
             idempotency_window=dyn.publisher.idempotency_window,
             cors_origins=_origins(dyn.publisher.cors_origins, dyn.mode),
+            workers=worker_count(dyn.publisher.workers),
         ),
     )

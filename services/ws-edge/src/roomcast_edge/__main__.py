@@ -22,6 +22,7 @@ def main() -> None:
         # after 2 h. Setting it cost every handshake a Python socket object (kept for
         # the connection's life) and a setsockopt.
         tcp_keepalive=False,
+        workers=settings.edge.workers,
     )
 
 

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from roomcast_core.edge_link import EdgeLinkClient, EdgeLinkServer, Handler, new_edge_id
 from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.heap import settled_heap
 from roomcast_core.settings import Settings
@@ -30,6 +31,9 @@ from roomcast_edge.housekeeping import (
 )
 from roomcast_edge.keys import (
     ARCHIVE_KEY,
+    EDGE_ID_KEY,
+    LINK_CLIENT_KEY,
+    LINK_HANDLERS_KEY,
     METRICS_KEY,
     NODE_KEY,
     PRESENCE_KEY,
@@ -74,6 +78,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         revocations=app[REVOCATIONS_KEY],
         leeway=settings.jwt.leeway,
         presence=app[ROOM_PRESENCE_KEY] if settings.edge.presence else None,
+        edge_id=app[EDGE_ID_KEY],
     )
     if settings.edge.presence:
         _watch_rooms(app[NODE_KEY], app[ROOM_PRESENCE_KEY])
@@ -111,6 +116,33 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ARCHIVE_KEY] = archive
     yield
     await archive.close()
+
+
+async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The edge link: answers what other processes ask of this edge's connections."""
+    settings = app[SETTINGS_KEY].redis
+    # No socket timeout: its connections wait on subscriptions (publishes are bounded).
+    client = aioredis.Redis.from_url(
+        settings.url, socket_connect_timeout=settings.timeout, health_check_interval=15
+    )
+    handlers: dict[str, Handler] = app[LINK_HANDLERS_KEY]
+    node = app[NODE_KEY]
+
+    async def hello(body: dict[str, Any]) -> dict[str, Any]:
+        return {"connections": len(node.connections)}
+
+    handlers["hello"] = hello  # who is there: every edge answers
+    server = EdgeLinkServer(client, app[EDGE_ID_KEY], handlers)
+    asker = app[LINK_CLIENT_KEY] = EdgeLinkClient(client)
+    tasks = [
+        asyncio.create_task(server.run(), name="edge-link"),
+        asyncio.create_task(asker.run(), name="edge-link-replies"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.aclose()
 
 
 def _watch_rooms(node: Node, presence: BatchedPresence) -> None:
@@ -188,6 +220,8 @@ def create_app(settings: Settings) -> web.Application:
     registry = CollectorRegistry()
     app[METRICS_KEY] = EdgeMetrics(registry)
     app[VERIFIER_KEY] = verifier_from_settings(settings.jwt)
+    app[EDGE_ID_KEY] = new_edge_id()
+    app[LINK_HANDLERS_KEY] = {}
     mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-edge"))
     app.cleanup_ctx.append(_redis_ctx)
@@ -195,6 +229,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(webhook_ctx)
     app.cleanup_ctx.append(_archive_ctx)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_link_ctx)
     app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))

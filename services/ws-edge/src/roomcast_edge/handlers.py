@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from roomcast_core.edge_link import new_connection_id
 from roomcast_core.errors import error_response
 from roomcast_core.tokens import TokenClaims, TokenError, authenticate
 from roomcast_edge.domain import lifetime, protocol
@@ -148,6 +149,7 @@ async def _connect(
         settings.max_frame_bytes,
         upgrade.deflate,
         settings.max_fragments,
+        new_connection_id(node.edge_id),
     )
     tail = take_over(request, transport, conn)
     node.open(conn, connect)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from roomcast_core.edge_link import EdgeLinkClient, Handler
 from roomcast_core.settings import Settings
 from roomcast_core.tokens import TokenVerifier
 from roomcast_edge.adapters.redis_presence import RedisPresence
@@ -22,3 +23,9 @@ REVOCATIONS_KEY = web.AppKey("revocations", BatchedRevocations)
 ROOM_PRESENCE_KEY = web.AppKey("room_presence", BatchedPresence)
 # The bus's own log read back (None: this bus has no read-back, memory only).
 ARCHIVE_KEY: web.AppKey[StreamArchive | None] = web.AppKey("archive")
+# This edge's identity in the deployment (roomcast_core.edge_link), made once at start.
+EDGE_ID_KEY = web.AppKey("edge_id", str)
+# What this edge answers on the edge link, by operation: modules add theirs before start.
+LINK_HANDLERS_KEY: web.AppKey[dict[str, Handler]] = web.AppKey("link_handlers")
+# Asks other edges over the link (e.g. a request for a connection another edge holds).
+LINK_CLIENT_KEY = web.AppKey("link_client", EdgeLinkClient)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from roomcast_core.edge_link import new_edge_id
 from roomcast_core.settings import EdgeSettings
 from roomcast_core.tokens import RevocationChecker
 from roomcast_edge.deep_recovery import DeepRecoveries
@@ -60,8 +61,12 @@ class Node:
         revocations: RevocationChecker | None = None,
         leeway: float = 0.0,
         presence: RoomPresence | None = None,
+        edge_id: str | None = None,
     ) -> None:
         self.settings = settings
+        # This edge's identity in the deployment: in its connections' ids, its presence
+        # and what it reports (see roomcast_core.edge_link).
+        self.edge_id = edge_id or new_edge_id()
         # Told every connection's rooms after each change; None: presence is off.
         self.presence = presence
         self.metrics = metrics

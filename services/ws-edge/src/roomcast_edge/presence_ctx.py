@@ -19,7 +19,7 @@ from roomcast_core.health import METRICS_KEY as REGISTRY_KEY
 from roomcast_core.presence_store import NOTICE_CHANNEL, Outlets, PresenceStore
 from roomcast_edge.adapters.webhook_sender import BLOCK_MS, WebhookMetrics, WebhookSender
 from roomcast_edge.domain.frames import text_frame
-from roomcast_edge.keys import ROOM_PRESENCE_KEY, SETTINGS_KEY
+from roomcast_edge.keys import EDGE_ID_KEY, ROOM_PRESENCE_KEY, SETTINGS_KEY
 from roomcast_edge.node import Node
 from roomcast_edge.presence import BatchedPresence, PresenceMetrics
 
@@ -45,6 +45,7 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
         max_members=settings.edge.presence_max_members,
         outlets=outlets,
         metrics=PresenceMetrics(app[REGISTRY_KEY]),
+        edge_id=app[EDGE_ID_KEY],
     )
     app[ROOM_PRESENCE_KEY] = presence
     app[HEALTH_KEY].add_check("presence", presence.readiness)
@@ -90,7 +91,7 @@ async def webhook_ctx(app: web.Application) -> AsyncIterator[None]:
     sender = WebhookSender(
         client,
         settings.webhooks,
-        app[ROOM_PRESENCE_KEY].edge_id,
+        app[EDGE_ID_KEY],
         WebhookMetrics(app[REGISTRY_KEY]),
     )
     task = asyncio.create_task(sender.run(), name="webhook-sender")

@@ -19,8 +19,12 @@ class Session:
 
     __slots__ = ("bucket", "claims", "id", "skip", "strikes")
 
-    def __init__(self, claims: TokenClaims, bucket: TokenBucket) -> None:
-        self.id = uuid.uuid4().hex
+    def __init__(
+        self, claims: TokenClaims, bucket: TokenBucket, connection_id: str | None = None
+    ) -> None:
+        # The edge names its connections (the id says which edge holds it); a bare
+        # session, as in unit tests, gets a unique one of its own.
+        self.id = connection_id or uuid.uuid4().hex
         self.claims = claims
         self.bucket = bucket
         # Requests refused by the rate limit since the last accepted one.

@@ -83,8 +83,9 @@ class Connection(Session, asyncio.Protocol):
         max_message: int = 65536,
         deflate: int = 0,
         max_fragments: int = 1024,
+        connection_id: str | None = None,
     ) -> None:
-        Session.__init__(self, claims, bucket)
+        Session.__init__(self, claims, bucket, connection_id)
         self._handler = handler
         self.transport = transport
         self.last_life = now
