@@ -125,3 +125,23 @@ def test_infra_removes_its_temp_dir_too(tmp_path: Path) -> None:
     finally:
         stop(proc, timeout=60)
     assert list(tmp.iterdir()) == []
+
+
+def test_a_service_that_fails_at_start_is_shown_once(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log = tmp_path / "stack.log"
+    env = _env(tmp, _ports(), ROOMCAST_EDGE__MAX_ROOMS="many")
+    proc = spawn([_harness(), "stack", "--bus", "redis"], log, env=env)
+    try:
+        wait_for(lambda: proc.poll() is not None, 120, "the stack to give up")
+    finally:
+        stop(proc)
+    assert proc.returncode == 1
+    out = log.read_text()
+    # Every service checks every setting, so auth, started first, stops: its own line,
+    # copied from its log once, then the stack's pointer to it.
+    assert out.count("ROOMCAST_EDGE__MAX_ROOMS") == 1, out
+    assert "roomcast-harness: auth did not start; see its log above" in out
+    assert "Traceback" not in out
+    assert list(tmp.iterdir()) == []
