@@ -9,17 +9,20 @@ SOAK_SECONDS ?= 120
 EDGES ?= 1
 TRACING ?=
 BUS ?=
+BIND ?=
 
 .PHONY: help install-runtime install lint typecheck test test-unit run clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-install-runtime: ## install what running the stack needs: uv, Python deps (locked), redis-server, Kafka jars (not with BUS=redis)
-	$(UV) sync --frozen
-	$(UV) run roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
+# --no-dev: the runtime only (no test tools); --inexact: keep them if `make install` put them there.
+install-runtime: ## install what running the stack needs: uv, the locked runtime Python deps, redis-server, Kafka jars (not with BUS=redis)
+	$(UV) sync --frozen --no-dev --inexact
+	$(UV) run --no-sync roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
-install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, centrifugo, podman
+install: install-runtime ## install what the tests need too: the dev Python deps, chromium, helm, jaeger, toxiproxy, centrifugo, podman
+	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
 	@scripts/ensure-toxiproxy.sh >/dev/null
@@ -40,8 +43,8 @@ test: install lint typecheck ## everything: lint, types and the whole test suite
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)
 
-run: install-runtime ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
-	$(UV) run roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS))
+run: install-runtime ## the whole stack locally until Ctrl-C, on 127.0.0.1 (BIND=0.0.0.0 for every interface; EDGES=2 for two edges; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
+	$(UV) run --no-sync roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS)) $(if $(BIND),--host $(BIND))
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -26,7 +26,7 @@ go_tool_ensure() {
     done
   fi
   if ! command -v go >/dev/null 2>&1; then
-    echo "ensure-${name}: the Go toolchain is needed to build ${name} ${version} (apt-get install golang-go, or a Go from go.dev)" >&2
+    echo "ensure-${name}: Go 1.24 or newer is needed to build ${name} ${version} (from go.dev; Debian 12's golang-go is too old)" >&2
     return 1
   fi
   mkdir -p "${cache_dir}"

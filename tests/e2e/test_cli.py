@@ -8,6 +8,9 @@ import subprocess
 import sys
 import uuid
 
+import aiohttp
+
+from roomcast_client import publish
 from tests.e2e.conftest import Stack
 
 
@@ -79,3 +82,61 @@ def test_bad_input_is_a_clear_error(stack: Stack) -> None:
     )
     assert refused.returncode == 1
     assert "401" in refused.stderr
+
+
+def test_load_publishes_at_its_rate_and_counts_every_delivery(stack: Stack) -> None:
+    room = f"load-{uuid.uuid4().hex[:6]}"
+    result = _roomcast(stack, "load", "-n", "4", "--room", room, "--rate", "20", "--duration", "2")
+    assert result.returncode == 0, result.stderr
+    assert f"mode: publish 20 msg/s for 2 s to room {room} through" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["mode"] == "publish"
+    assert summary["published"] == 40
+    assert summary["publish_failures"] == 0
+    # Every message reached each of the four connections exactly once.
+    assert summary["expected"] == 4 * 40
+    assert summary["received"] == 4 * 40
+    assert summary["missing"] == 0
+    assert summary["complete"] is True
+    assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["max"]
+
+
+async def test_load_listen_mode_counts_what_others_publish(stack: Stack) -> None:
+    room = f"listen-{uuid.uuid4().hex[:6]}"
+    argv = ["load", "-n", "2", "--room", room, "--rate", "0", "--duration", "6"]
+    loader = subprocess.Popen(
+        [sys.executable, "-m", "roomcast_client", *argv],
+        env=_env(stack),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert loader.stderr is not None
+        mode = loader.stderr.readline()
+        assert mode.startswith(f"mode: listen only (--rate 0): 2 connections on {stack.ws_url(0)}")
+        # "connected 2/2" ends the connecting phase: from then on nothing is missed.
+        # (Progress is redrawn with a carriage return, which text mode reads as a line end.)
+        line = loader.stderr.readline()
+        while "connected 2/2" not in line:
+            assert line, "load ended before it connected"
+            line = loader.stderr.readline()
+        # In-process, so the three take milliseconds of the six seconds it listens.
+        async with aiohttp.ClientSession() as session:
+            for n in range(3):
+                await publish(session, stack.publisher.url, {"n": n}, room=room)
+        out, err = loader.communicate(timeout=60)
+    finally:
+        if loader.poll() is None:
+            loader.kill()
+    assert loader.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["mode"] == "listen"
+    assert summary["received"] == 2 * 3
+    assert "published" not in summary
+
+
+def test_load_refuses_a_bad_rate(stack: Stack) -> None:
+    result = _roomcast(stack, "load", "--rate", "-5")
+    assert result.returncode == 2
+    assert "--rate: must be between 0 and 100000" in result.stderr

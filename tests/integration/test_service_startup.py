@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -37,6 +38,33 @@ def test_bad_port_stops_the_service_with_one_line(service: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert setting in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("service", "workers"), [*((s, 1) for s in SERVICES), ("edge", 2), ("publisher", 2)]
+)
+def test_busy_port_stops_the_service_with_one_line_naming_the_setting(
+    service: str, workers: int
+) -> None:
+    setting = PORT_SETTINGS[service]
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        # No Redis nor Kafka here: the port is checked before the service reaches them,
+        # and before a supervisor starts any worker.
+        env = {
+            setting: str(port),
+            setting.replace("__PORT", "__HOST"): "127.0.0.1",
+            "ROOMCAST_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
+            "ROOMCAST_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        }
+        if workers > 1:
+            env[setting.replace("__PORT", "__WORKERS")] = str(workers)
+        result = _run_and_fail(service, env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"roomcast-{service}: port {port} is already in use (127.0.0.1:{port}); "
+        f"set {setting} to another port"
+    )
 
 
 @pytest.mark.parametrize("service", ["auth", "edge"])

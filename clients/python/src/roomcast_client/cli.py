@@ -3,17 +3,16 @@
 roomcast token   --device D [--user U] [--room R ...] [--topic T ...]
 roomcast listen  --room R --topic order:event          (JSON lines on stdout)
 roomcast publish --topic order --type event --payload '{"x": 1}'
-roomcast load    -n 500 --room R --duration 30         (counts and latency percentiles)
+roomcast load    -n 500 --room R --rate 20 --duration 30
+                 (publishes at that rate, counts deliveries and latency; --rate 0 only listens)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -22,7 +21,7 @@ import orjson
 
 from roomcast_client.client import RoomcastClient
 from roomcast_client.http import fetch_token, publish
-from roomcast_client.stats import LatencyStats, receive_latency
+from roomcast_client.load import LoadPlan, run_load
 
 
 def _topic_pairs(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -109,66 +108,43 @@ async def _cmd_listen(args: argparse.Namespace) -> int:
 
 
 async def _cmd_load(args: argparse.Namespace) -> int:
-    stats = LatencyStats()
-    received = 0
+    plan = LoadPlan(
+        edge=args.edge,
+        publisher=args.publisher,
+        connections=args.connections,
+        duration=args.duration,
+        rate=args.rate,
+        rooms=tuple(args.room),
+        subscriptions=_topic_pairs(args.topic),
+        publisher_key=args.publisher_key,
+    )
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        token = await _token(session, args)
-        clients = [
-            RoomcastClient(
-                args.edge,
-                token,
-                rooms=tuple(args.room),
-                subscriptions=_topic_pairs(args.topic),
-                session=session,
-                ping_interval=20,
-            )
-            for _ in range(args.connections)
-        ]
-        opened = 0
-        for start in range(0, len(clients), 100):
-            batch = clients[start : start + 100]
-            await asyncio.gather(*(c.connect() for c in batch))
-            opened += len(batch)
-            print(f"\rconnected {opened}/{len(clients)}", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-
-        async def drain(client: RoomcastClient) -> None:
-            nonlocal received
-            async for push in client.messages():
-                received += 1
-                latency = receive_latency(push)
-                if latency is not None:
-                    stats.add(latency)
-
-        tasks = [asyncio.create_task(drain(c)) for c in clients]
-        deadline = time.monotonic() + args.duration
-        while time.monotonic() < deadline:
-            await asyncio.sleep(1)
-            print(
-                f"\r{received} received  p50 {stats.percentile(50) * 1000:.1f} ms"
-                f"  p99 {stats.percentile(99) * 1000:.1f} ms",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-        print(file=sys.stderr)
-        for task in tasks:
-            task.cancel()
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await client.close()
-    summary = {
-        "connections": args.connections,
-        "received": received,
-        "latency_ms": {
-            "p50": round(stats.percentile(50) * 1000, 3),
-            "p99": round(stats.percentile(99) * 1000, 3),
-            "max": round(stats.percentile(100) * 1000, 3),
-        },
-    }
+        summary = await run_load(plan, session, await _token(session, args))
     print(orjson.dumps(summary).decode())
-    return 0
+    # A publishing run that lost or failed a message says so in its exit status too.
+    return 0 if summary.get("complete", True) else 1
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100000, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,12 +187,21 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--text", help="a string payload")
     pub.set_defaults(func=_cmd_publish)
 
-    load = sub.add_parser("load", help="open N connections and measure delivery")
+    load = sub.add_parser(
+        "load", help="open N connections, publish to them at a rate, measure delivery"
+    )
     identity(load)
-    load.add_argument("-n", "--connections", type=int, default=100)
+    load.add_argument("-n", "--connections", type=_positive_int, default=100)
     load.add_argument("--room", action="append", default=[])
     load.add_argument("--topic", action="append", default=[], help="topic[:type]")
-    load.add_argument("--duration", type=float, default=10.0)
+    load.add_argument("--duration", type=_positive_float, default=10.0, help="seconds")
+    load.add_argument(
+        "--rate",
+        type=_rate,
+        default=10.0,
+        help="messages per second published through the publisher to the first room"
+        " and/or topic (default 10); 0: only listen to what others publish",
+    )
     load.set_defaults(func=_cmd_load)
     return parser
 

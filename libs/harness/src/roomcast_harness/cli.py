@@ -3,16 +3,22 @@
 prepare   install redis-server if missing and resolve the Kafka jars (cached);
             --browser also installs chromium for the browser test
 infra     start Redis and Kafka on free ports, print their addresses, run until Ctrl-C
+stack     the whole local stack (what `make run` runs), until Ctrl-C
+
+Without --workdir, data and logs go to a temporary directory removed on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from roomcast_harness.debian import ensure_program
@@ -30,8 +36,25 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _workdir(named: str | None, prefix: str) -> Iterator[Path]:
+    """The directory named, kept; else a temporary one, removed however we exit."""
+    if named:
+        yield Path(named)
+        return
+    temporary = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def _infra(args: argparse.Namespace) -> int:
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-infra-"))
+    with _workdir(args.workdir, "roomcast-infra-") as workdir:
+        return _run_infra(workdir)
+
+
+def _run_infra(workdir: Path) -> int:
     redis = None if os.environ.get("ROOMCAST_REDIS__URL") else RedisServer(workdir / "redis")
     kafka = (
         None
@@ -68,9 +91,12 @@ def _infra(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-stack-"))
     bus = args.bus or os.environ.get("ROOMCAST_BUS__KIND") or "kafka"
-    return run_stack(StackOptions(workdir=workdir, edges=args.edges, tracing=args.tracing, bus=bus))
+    with _workdir(args.workdir, "roomcast-stack-") as workdir:
+        options = StackOptions(
+            workdir=workdir, edges=args.edges, tracing=args.tracing, bus=bus, host=args.host
+        )
+        return run_stack(options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,11 +109,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     prepare.set_defaults(func=_prepare)
     infra = sub.add_parser("infra", help="run Redis and Kafka until interrupted")
-    infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
+    infra.add_argument(
+        "--workdir", help="where data and logs go, kept (default: a temp dir removed on exit)"
+    )
     infra.set_defaults(func=_infra)
     stack = sub.add_parser("stack", help="run the whole local stack until interrupted")
     stack.add_argument("--edges", type=int, default=1, choices=[1, 2], help="ws-edge processes")
-    stack.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
+    stack.add_argument(
+        "--workdir", help="where data and logs go, kept (default: a temp dir removed on exit)"
+    )
+    stack.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the services listen on (default 127.0.0.1; 0.0.0.0 for every"
+        " interface); ROOMCAST_<SERVICE>__HOST still wins",
+    )
     stack.add_argument(
         "--tracing",
         choices=["", "jaeger"],

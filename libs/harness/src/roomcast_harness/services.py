@@ -40,8 +40,11 @@ class ServiceProcess:
         workdir: Path,
         port: int | None = None,
         name: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.service = service
+        # where the harness reaches the service (its probes and url)
+        self.host = host
         self.port = port or free_port()
         self.name = name or service
         self.log_path = workdir / f"{self.name}.log"
@@ -56,7 +59,7 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:

@@ -1,6 +1,8 @@
-// A small trace view over Jaeger's HTTP query API (/api/services, /api/traces).
+// A small trace view over Jaeger's HTTP query API (/api/services, /api/traces): a search
+// by service and operation, and a waterfall on a time axis with every span's attributes.
 const content = document.getElementById("content");
 const COLORS = ["#3366ff", "#1f9d55", "#d69e2e", "#9f7aea", "#dd6b20", "#319795"];
+const TICKS = 5; // at most this many intervals on the time axis
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -14,6 +16,26 @@ function el(tag, attrs = {}, ...children) {
 
 function ms(micros) {
   return micros >= 1000 ? `${(micros / 1000).toFixed(2)} ms` : `${micros} µs`;
+}
+
+// Axis labels: short, and in one unit for the whole axis.
+function tickLabel(micros, total) {
+  if (total >= 1000) return `${+(micros / 1000).toFixed(2)} ms`;
+  return `${+micros.toFixed(2)} µs`;
+}
+
+// A round step (1, 2, 2.5 or 5 times a power of ten) giving about TICKS intervals.
+function tickStep(total) {
+  const raw = total / TICKS;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 2.5, 5, 10].map((m) => m * power).find((step) => step >= raw);
+}
+
+function tickTimes(total) {
+  const step = tickStep(total);
+  const times = [];
+  for (let i = 0; i * step <= total * (1 + 1e-9); i += 1) times.push(i * step);
+  return times;
 }
 
 function tagValue(span, key) {
@@ -52,6 +74,36 @@ function ordered(spans) {
   return out;
 }
 
+function keyValues(title, pairs, cls = "") {
+  const block = el("div", { class: `group ${cls}` }, el("div", { class: "group-title" }, title));
+  for (const { key, value } of pairs) {
+    block.append(el("div", {}, el("span", { class: "key" }, `${key} = `), String(value)));
+  }
+  return block;
+}
+
+function axis(total) {
+  const ticks = el("div", { class: "ticks" });
+  for (const time of tickTimes(total)) {
+    const at = Math.min(100, (time / total) * 100);
+    const where = time === 0 ? " start" : at >= 99.5 ? " end" : "";
+    ticks.append(el("span", { class: `tick${where}`, style: `left: ${at}%` }, tickLabel(time, total)));
+  }
+  return el(
+    "div",
+    { class: "axis", id: "axis" },
+    el("div", { class: "label" }, "service · operation"),
+    el("div", { class: "timeline" }, ticks),
+    el("div", { class: "duration" }, "duration"),
+  );
+}
+
+function gridLines(total) {
+  return tickTimes(total)
+    .filter((time) => time > 0 && time < total)
+    .map((time) => el("div", { class: "grid", style: `left: ${(time / total) * 100}%` }));
+}
+
 function renderTrace(trace) {
   const spans = trace.spans;
   const start = Math.min(...spans.map((s) => s.startTime));
@@ -62,20 +114,24 @@ function renderTrace(trace) {
   const rows = ordered(spans);
   const [root] = rows[0];
   const rootService = trace.processes[root.processID].serviceName;
-  document.title = `${rootService}: ${root.operationName} · Jaeger`;
-  const list = el("div", { class: "trace", id: "spans" });
+  document.title = `${rootService}: ${root.operationName} · roomcast trace view`;
+  const list = el("div", { class: "trace", id: "spans" }, axis(total));
   for (const [span, depth] of rows) {
-    const service = trace.processes[span.processID].serviceName;
+    const process = trace.processes[span.processID];
+    const service = process.serviceName;
     const left = ((span.startTime - start) / total) * 100;
     const width = (span.duration / total) * 100;
-    const tags = el("div", { class: "tags" });
-    for (const tag of span.tags) {
-      tags.append(el("div", {}, el("span", { class: "key" }, `${tag.key} = `), String(tag.value)));
-    }
+    const details = el(
+      "div",
+      { class: "tags" },
+      el("div", { class: "when" }, `starts at +${ms(span.startTime - start)}, lasts ${ms(span.duration)}, span ${span.spanID}`),
+      keyValues("attributes", span.tags),
+      keyValues(`resource (${service})`, process.tags ?? [], "resource"),
+    );
     // Span events (an exception, for one), as Jaeger's query API calls them: logs.
     for (const log of span.logs ?? []) {
       const fields = log.fields.map((f) => `${f.key}=${f.value}`).join("  ");
-      tags.append(el("div", { class: "log" }, el("span", { class: "key" }, `@${ms(log.timestamp - span.startTime)} `), fields));
+      details.append(el("div", { class: "log" }, el("span", { class: "key" }, `@${ms(log.timestamp - span.startTime)} `), fields));
     }
     const row = el(
       "div",
@@ -87,25 +143,35 @@ function renderTrace(trace) {
         " ",
         el("span", { class: "op" }, span.operationName),
       ),
-      el("div", { class: "timeline" }, el("div", { class: "bar", style: `left: ${left}%; width: ${width}%` })),
+      el("div", { class: "timeline" }, ...gridLines(total), el("div", { class: "bar", style: `left: ${left}%; width: ${width}%` })),
       el("div", { class: "duration" }, ms(span.duration)),
-      tags,
+      details,
     );
     row.onclick = () => row.classList.toggle("open");
+    // Selecting an attribute to copy it must not fold the row away.
+    details.onclick = (event) => event.stopPropagation();
     list.append(row);
   }
+  const toggle = el("button", { id: "toggle-all", type: "button" }, "show all attributes");
+  toggle.onclick = () => {
+    const open = toggle.textContent.startsWith("show");
+    for (const row of list.querySelectorAll(".span")) row.classList.toggle("open", open);
+    toggle.textContent = open ? "hide all attributes" : "show all attributes";
+  };
   content.replaceChildren(
+    el("p", {}, el("a", { href: `search?service=${encodeURIComponent(rootService)}` }, "← search")),
     el("h1", {}, `${rootService}: ${root.operationName}`),
     el(
       "div",
       { class: "summary" },
       el("span", {}, `trace ${trace.traceID}`),
+      el("span", {}, `started ${new Date(start / 1000).toLocaleString()}`),
       el("span", {}, `duration ${ms(total)}`),
       el("span", { id: "span-count" }, `${spans.length} span${spans.length === 1 ? "" : "s"}`),
       el("span", {}, `services: ${services.join(", ")}`),
     ),
     list,
-    el("p", { class: "hint" }, "click a span for its attributes"),
+    el("p", { class: "hint" }, "click a span for its attributes, resource and events ", toggle),
   );
   // The last spans of a trace can arrive a moment after its first ones.
   return spans.length;
@@ -128,22 +194,62 @@ async function showTrace(id) {
   }
 }
 
-async function showSearch() {
-  const services = (await (await fetch("api/services")).json()).data ?? [];
-  const picked = new URLSearchParams(window.location.search).get("service") ?? services[0] ?? "";
-  const select = el("select", { name: "service" });
-  for (const name of services) {
-    const option = el("option", { value: name }, name);
-    if (name === picked) option.selected = true;
-    select.append(option);
+async function getData(path) {
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return (await response.json()).data ?? [];
+}
+
+function select(name, values, picked, first) {
+  const node = el("select", { name, id: `search-${name}` });
+  if (first) node.append(el("option", { value: "" }, first));
+  for (const value of values) {
+    const option = el("option", { value }, value);
+    if (value === picked) option.selected = true;
+    node.append(option);
   }
-  const form = el("form", { action: "search" }, select, " ", el("button", {}, "Find traces"));
-  const table = el("table", {}, el("tr", {}, el("th", {}, "trace"), el("th", {}, "root span"), el("th", {}, "spans"), el("th", {}, "started")));
-  if (picked) {
-    const query = new URLSearchParams({ service: picked, limit: "20", lookback: "1h" });
-    const traces = (await (await fetch(`api/traces?${query}`)).json()).data ?? [];
+  return node;
+}
+
+const LOOKBACKS = ["15m", "1h", "6h", "24h"];
+
+async function showSearch() {
+  const params = new URLSearchParams(window.location.search);
+  const services = (await getData("api/services")).sort();
+  const service = params.get("service") || services[0] || "";
+  const operation = params.get("operation") ?? "";
+  const lookback = LOOKBACKS.includes(params.get("lookback")) ? params.get("lookback") : "1h";
+  const operations = service
+    ? (await getData(`api/services/${encodeURIComponent(service)}/operations`)).sort()
+    : [];
+  const serviceSelect = select("service", services, service);
+  // A new service has other operations: search it at once, for all of them.
+  serviceSelect.onchange = () => {
+    window.location.search = new URLSearchParams({ service: serviceSelect.value, lookback }).toString();
+  };
+  const form = el(
+    "form",
+    { action: "search", class: "search" },
+    el("label", {}, "service ", serviceSelect),
+    el("label", {}, "operation ", select("operation", operations, operation, "all operations")),
+    el("label", {}, "last ", select("lookback", LOOKBACKS, lookback)),
+    el("button", { id: "find" }, "Find traces"),
+  );
+  const table = el(
+    "table",
+    { id: "results" },
+    el("tr", {}, ...["trace", "root span", "spans", "duration", "started"].map((h) => el("th", {}, h))),
+  );
+  let found = 0;
+  if (service) {
+    const query = new URLSearchParams({ service, limit: "20", lookback });
+    if (operation) query.set("operation", operation);
+    const traces = await getData(`api/traces?${query}`);
+    found = traces.length;
     for (const trace of traces.sort((a, b) => b.spans[0].startTime - a.spans[0].startTime)) {
       const [root] = ordered(trace.spans)[0];
+      const first = Math.min(...trace.spans.map((s) => s.startTime));
+      const last = Math.max(...trace.spans.map((s) => s.startTime + s.duration));
       table.append(
         el(
           "tr",
@@ -151,12 +257,19 @@ async function showSearch() {
           el("td", {}, el("a", { href: `trace/${trace.traceID}` }, trace.traceID)),
           el("td", {}, `${trace.processes[root.processID].serviceName}: ${root.operationName}`),
           el("td", {}, String(trace.spans.length)),
-          el("td", {}, new Date(root.startTime / 1000).toLocaleTimeString()),
+          el("td", {}, ms(last - first)),
+          el("td", {}, new Date(first / 1000).toLocaleTimeString()),
         ),
       );
     }
   }
-  content.replaceChildren(el("h1", {}, "Search"), form, el("p"), table);
+  const what = operation ? `${service}: ${operation}` : service;
+  content.replaceChildren(
+    el("h1", {}, "Search"),
+    form,
+    el("p", { class: "hint", id: "found" }, service ? `${found} trace${found === 1 ? "" : "s"} of ${what}, newest first (at most 20)` : "no service has sent a trace yet"),
+    table,
+  );
 }
 
 const match = window.location.pathname.match(/\/trace\/([0-9a-fA-F]+)/);
