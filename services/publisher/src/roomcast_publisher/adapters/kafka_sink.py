@@ -31,6 +31,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from roomcast_core import wire
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 from roomcast_publisher.adapters.kafka_inflight import InFlightTracker
 from roomcast_publisher.adapters.kafka_topic import ensure_topic
@@ -44,7 +45,7 @@ _PARTITION_CACHE = 100_000  # keys remembered before the cache starts afresh
 def producer_options(settings: KafkaSettings, max_record_bytes: int) -> dict[str, Any]:
     """The producer's configuration (the benchmark's bare-producer anchor uses it too)."""
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **kafka_options(settings),
         "client_id": "roomcast-publisher",
         "acks": "all",
         "enable_idempotence": True,
@@ -140,7 +141,7 @@ class KafkaSink:
         self._in_flight.install(producer)
         try:
             async with asyncio.timeout(self._settings.request_timeout):
-                await producer.start()
+                await start_client(producer, self._settings)
                 await producer.partitions_for(self._topic)  # warm metadata: sends never wait
         except BaseException:
             await _abandon(producer, "producer did not start")
