@@ -465,8 +465,10 @@ def check_links(redis: RedisSettings, kafka: KafkaSettings) -> None:
         if not path:
             continue
         if not tls:
-            needs = "a rediss:// redis.url" if name.startswith("redis") else (
-                "kafka.security_protocol SSL or SASL_SSL"
+            needs = (
+                "a rediss:// redis.url"
+                if name.startswith("redis")
+                else ("kafka.security_protocol SSL or SASL_SSL")
             )
             fail(f"{name} is set but is used only with {needs} ({env(name)})")
         if not Path(path).is_file():

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import BaseModel
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from roomcast_core.health import HEALTH_KEY

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast_auth.domain.service import StoreUnavailable
-from roomcast_core.redis_link import redis_client
+from roomcast_core import redis_link
 from roomcast_core.settings import RedisSettings
 from roomcast_core.token_store import RedisTokenStore
 
@@ -37,7 +37,7 @@ def redis_client(settings: RedisSettings) -> aioredis.Redis:
 
     One immediate retry replaces a pooled connection that died with a Redis restart.
     """
-    return redis_client(
+    return redis_link.redis_client(
         settings,
         socket_timeout=settings.timeout,
         socket_connect_timeout=settings.timeout,
