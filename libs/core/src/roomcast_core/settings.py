@@ -409,6 +409,8 @@ def load_settings(
     defaults = _defaults()
     dyn = Dynaconf(environments=False, envvar_prefix=False, load_dotenv=False, settings_files=[])
     dyn.update(defaults)
+    # Credentials bypass dynaconf, which would read "@int 5" as a directive.
+    credentials: dict[str, str] = {}
     for source in (
         environment_overrides(os.environ if environ is None else environ),
         overrides or {},
@@ -416,7 +418,10 @@ def load_settings(
         for key, value in _known_only(source, defaults).items():
             if isinstance(value, dict):
                 for sub, subvalue in value.items():
-                    dyn.set(f"{key}.{sub}", subvalue)
+                    if f"{key}.{sub}" in CREDENTIALS and isinstance(subvalue, str):
+                        credentials[f"{key}.{sub}"] = subvalue
+                    else:
+                        dyn.set(f"{key}.{sub}", subvalue)
             else:
                 dyn.set(key, value)
     dyn.validators.register(*_validators())
@@ -425,11 +430,26 @@ def load_settings(
     except ValidationError as exc:
         first = str(exc).splitlines()[0]
         raise SettingsError(f"invalid setting: {_env_name(first)}") from None
-    settings = _freeze(dyn)
+    settings = _with_credentials(_freeze(dyn), credentials)
     check_links(settings.redis, settings.kafka)
     if needs_jwt_secret:
         _check_signing(settings)
     return settings
+
+
+def _with_credentials(settings: Settings, credentials: Mapping[str, str]) -> Settings:
+    import dataclasses
+
+    sections: dict[str, Any] = {}
+    for section in ("redis", "kafka"):
+        given = {
+            name.split(".", 1)[1]: value
+            for name, value in credentials.items()
+            if name.startswith(section + ".")
+        }
+        if given:
+            sections[section] = dataclasses.replace(getattr(settings, section), **given)
+    return dataclasses.replace(settings, **sections)
 
 
 def _env_name(message: str) -> str:

@@ -34,7 +34,7 @@ def _keytool() -> str:
     return found
 
 
-class TestAuthority:
+class CertAuthority:
     """A CA (ca.pem, truststore.p12) that issues certificates for loopback servers."""
 
     def __init__(self, workdir: Path) -> None:
@@ -51,7 +51,7 @@ class TestAuthority:
             capture_output=True,
         )
 
-    def create(self) -> TestAuthority:
+    def create(self) -> CertAuthority:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ca = ["-keystore", str(self._ca_store), "-storetype", "PKCS12"]
         self._keytool(

@@ -23,6 +23,8 @@ class RedisTls:
     cert: Path
     key: Path
     ca: Path
+    # True: a client must show a certificate signed by `ca` (mutual TLS)
+    client_certs: bool = False
 
 
 class RedisServer:
@@ -85,14 +87,14 @@ class RedisServer:
     def _listen_args(self) -> list[str]:
         if self.tls is None:
             return ["--port", str(self.port)]
-        # TLS only: the plain port is closed, clients may (not must) show a certificate.
+        # TLS only: the plain port is closed.
         return [
             "--port", "0",
             "--tls-port", str(self.port),
             "--tls-cert-file", str(self.tls.cert),
             "--tls-key-file", str(self.tls.key),
             "--tls-ca-cert-file", str(self.tls.ca),
-            "--tls-auth-clients", "optional",
+            "--tls-auth-clients", "yes" if self.tls.client_certs else "optional",
         ]  # fmt: skip
 
     def _exited(self) -> bool:
