@@ -45,11 +45,13 @@ def client_cert(authority: CertAuthority) -> Issued:
 def secure_kafka(
     tmp_path_factory: pytest.TempPathFactory, authority: CertAuthority, server_cert: Issued
 ) -> Iterator[KafkaBroker]:
+    """SASL over mutual TLS: a client shows a certificate and a password."""
     listener = SecureListener(
         keystore=server_cert.keystore,
         truststore=authority.truststore,
         store_password=authority.password,
         users=(KAFKA_USER,),
+        client_auth="required",
     )
     with KafkaBroker(tmp_path_factory.mktemp("secure-kafka"), secure=listener) as broker:
         yield broker
@@ -66,9 +68,14 @@ def secure_redis(
 
 
 def link_env(
-    kafka: KafkaBroker, redis: RedisServer, authority: CertAuthority, topic: str
+    kafka: KafkaBroker,
+    redis: RedisServer,
+    authority: CertAuthority,
+    client: Issued,
+    topic: str,
 ) -> dict[str, str]:
-    """Every service's environment: SCRAM-SHA-512 over TLS, Redis over TLS with a password."""
+    """Every service's environment: SCRAM-SHA-512 over mutual TLS, Redis over TLS with a
+    password."""
     return {
         "OTEL_SDK_DISABLED": "true",
         "ROOMCAST_JWT__SECRET": JWT_SECRET,
@@ -79,6 +86,8 @@ def link_env(
         "ROOMCAST_KAFKA__SASL_USERNAME": KAFKA_USER[0],
         "ROOMCAST_KAFKA__SASL_PASSWORD": KAFKA_USER[1],
         "ROOMCAST_KAFKA__SSL_CA_FILE": str(authority.ca_pem),
+        "ROOMCAST_KAFKA__SSL_CERT_FILE": str(client.cert),
+        "ROOMCAST_KAFKA__SSL_KEY_FILE": str(client.key),
         "ROOMCAST_REDIS__URL": redis.url,
         "ROOMCAST_REDIS__PASSWORD": REDIS_PASSWORD,
         "ROOMCAST_REDIS__CA_FILE": str(authority.ca_pem),

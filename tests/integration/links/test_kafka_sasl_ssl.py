@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
-from roomcast_harness.certs import CertAuthority
+from roomcast_harness.certs import CertAuthority, Issued
 from roomcast_harness.kafka_broker import KafkaBroker
 from roomcast_harness.redis_server import RedisServer
 from tests.conftest import ServiceFactory
@@ -33,7 +33,9 @@ async def _call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
         return response.status, await response.json(content_type=None)
 
 
-def _settings(kafka: KafkaBroker, authority: CertAuthority, **changes: str) -> KafkaSettings:
+def _settings(
+    kafka: KafkaBroker, authority: CertAuthority, client: Issued, **changes: str
+) -> KafkaSettings:
     fields: dict[str, Any] = {
         "bootstrap_servers": kafka.secure_bootstrap_servers,
         "topic": "unused",
@@ -45,6 +47,8 @@ def _settings(kafka: KafkaBroker, authority: CertAuthority, **changes: str) -> K
         "sasl_username": KAFKA_USER[0],
         "sasl_password": KAFKA_USER[1],
         "ssl_ca_file": str(authority.ca_pem),
+        "ssl_cert_file": str(client.cert),
+        "ssl_key_file": str(client.key),
     }
     return KafkaSettings(**{**fields, **changes})
 
@@ -53,10 +57,11 @@ async def test_a_message_travels_over_sasl_ssl_and_redis_tls(
     secure_kafka: KafkaBroker,
     secure_redis: RedisServer,
     authority: CertAuthority,
+    client_cert: Issued,
     topic: str,
     start_service: ServiceFactory,
 ) -> None:
-    env = link_env(secure_kafka, secure_redis, authority, topic)
+    env = link_env(secure_kafka, secure_redis, authority, client_cert, topic)
     # Ready means each one's Redis (and the publisher's and edge's Kafka) answered.
     auth = start_service("auth", env)
     publisher = start_service("publisher", env)
@@ -91,9 +96,13 @@ async def test_a_message_travels_over_sasl_ssl_and_redis_tls(
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 async def test_every_sasl_mechanism_produces_over_tls(
-    secure_kafka: KafkaBroker, authority: CertAuthority, topic: str, mechanism: str
+    secure_kafka: KafkaBroker,
+    authority: CertAuthority,
+    client_cert: Issued,
+    topic: str,
+    mechanism: str,
 ) -> None:
-    settings = _settings(secure_kafka, authority, sasl_mechanism=mechanism)
+    settings = _settings(secure_kafka, authority, client_cert, sasl_mechanism=mechanism)
     producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await start_client(producer, settings)
     try:
@@ -109,12 +118,19 @@ async def test_every_sasl_mechanism_produces_over_tls(
         ({"sasl_password": "not-the-password"}, "Authentication failed"),
         ({"sasl_username": "nobody"}, "Authentication failed"),
         ({"ssl_ca_file": ""}, "CERTIFICATE_VERIFY_FAILED"),
+        # The broker wants a certificate too (mutual TLS); under TLS 1.3 it refuses after
+        # the handshake, which the client sees as the connection closing.
+        ({"ssl_cert_file": "", "ssl_key_file": ""}, "closed"),
     ],
 )
 async def test_a_refused_connection_says_why(
-    secure_kafka: KafkaBroker, authority: CertAuthority, changes: dict[str, str], says: str
+    secure_kafka: KafkaBroker,
+    authority: CertAuthority,
+    client_cert: Issued,
+    changes: dict[str, str],
+    says: str,
 ) -> None:
-    settings = _settings(secure_kafka, authority, **changes)
+    settings = _settings(secure_kafka, authority, client_cert, **changes)
     producer = AIOKafkaProducer(**kafka_options(settings))
     try:
         with pytest.raises(KafkaConnectionError) as refused:
@@ -129,10 +145,11 @@ async def test_readiness_names_a_wrong_password_and_an_untrusted_broker(
     secure_kafka: KafkaBroker,
     secure_redis: RedisServer,
     authority: CertAuthority,
+    client_cert: Issued,
     topic: str,
     start_service: ServiceFactory,
 ) -> None:
-    env = link_env(secure_kafka, secure_redis, authority, topic)
+    env = link_env(secure_kafka, secure_redis, authority, client_cert, topic)
     edge = start_service(
         "edge", {**env, "ROOMCAST_KAFKA__SASL_PASSWORD": "wrong"}, wait_ready=False
     )

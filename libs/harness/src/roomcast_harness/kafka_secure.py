@@ -21,6 +21,9 @@ class SecureListener:
     store_password: str
     # (name, password) of every user, for each mechanism
     users: tuple[tuple[str, str], ...]
+    # "required": clients must also show a certificate the truststore's CA signed
+    # (mutual TLS); "requested": they may
+    client_auth: str = "requested"
 
     def properties(self) -> str:
         """server.properties lines configuring the listener named SASL_SSL."""
@@ -42,8 +45,8 @@ class SecureListener:
             "ssl.truststore.type=PKCS12",
             f"ssl.truststore.location={self.truststore}",
             f"ssl.truststore.password={self.store_password}",
-            # A client may show a certificate (checked against the truststore) or not.
-            "ssl.client.auth=requested",
+            # Unprefixed, a SASL_SSL listener ignores it (KIP-684).
+            f"{prefix}.ssl.client.auth={self.client_auth}",
         ]
         return "\n".join(lines) + "\n"
 
