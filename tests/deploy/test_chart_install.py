@@ -194,6 +194,10 @@ def test_kafka_sasl_and_tls_reach_the_edge_and_the_publisher_only() -> None:
         assert env["ROOMCAST_KAFKA__SSL_CA_FILE"]["value"] == mounts["kafka-ca"] + "/ca.crt"
         assert env["ROOMCAST_KAFKA__SSL_CERT_FILE"]["value"] == mounts["kafka-client"] + "/tls.crt"
         assert env["ROOMCAST_KAFKA__SSL_KEY_FILE"]["value"] == mounts["kafka-client"] + "/tls.key"
+    # A Strimzi KafkaUser's Secret holds only the password: the name can be a value.
+    named = _env(render(values={**SASL_SSL, "kafka.sasl.username": "app-user"}), "wsEdge")
+    assert named["ROOMCAST_KAFKA__SASL_USERNAME"]["value"] == "app-user"
+    assert _secret_ref(named["ROOMCAST_KAFKA__SASL_PASSWORD"]) == ("kafka-user", "password")
     # auth never talks to Kafka: it gets neither the credentials nor the certificates.
     assert not [name for name in _env(rendered, "auth") if name.startswith("ROOMCAST_KAFKA__")]
     (config,) = rendered.of_kind("ConfigMap")

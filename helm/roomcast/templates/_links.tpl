@@ -68,10 +68,14 @@ Mounted files live under /var/run/roomcast/<volume>/.
 - name: ROOMCAST_KAFKA__SASL_MECHANISM
   value: {{ $kafka.sasl.mechanism | quote }}
 - name: ROOMCAST_KAFKA__SASL_USERNAME
+{{- if $kafka.sasl.username }}
+  value: {{ $kafka.sasl.username | quote }}
+{{- else }}
   valueFrom:
     secretKeyRef:
       name: {{ $kafka.sasl.existingSecret }}
       key: {{ $kafka.sasl.usernameKey }}
+{{- end }}
 - name: ROOMCAST_KAFKA__SASL_PASSWORD
   valueFrom:
     secretKeyRef:
