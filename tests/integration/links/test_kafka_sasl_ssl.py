@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -149,7 +150,9 @@ async def test_readiness_names_a_wrong_password_and_an_untrusted_broker(
     topic: str,
     start_service: ServiceFactory,
 ) -> None:
-    env = link_env(secure_kafka, secure_redis, authority, client_cert, topic)
+    # JSON lines carry each line's fields (the reason), as in a cluster.
+    env = {**link_env(secure_kafka, secure_redis, authority, client_cert, topic)}
+    env["ROOMCAST_LOG__FORMAT"] = "json"
     edge = start_service(
         "edge", {**env, "ROOMCAST_KAFKA__SASL_PASSWORD": "wrong"}, wait_ready=False
     )
@@ -181,3 +184,21 @@ async def test_readiness_names_a_wrong_password_and_an_untrusted_broker(
     assert "kafka" in publisher_reason
     assert not edge.exited
     assert not publisher.exited
+    # The log says it too, from the first failure on (kubectl logs is where one looks).
+    assert _logged(publisher.log_path, "kafka link down", "CERTIFICATE_VERIFY_FAILED")
+    assert _logged(edge.log_path, "kafka source failed", "Authentication failed")
+
+
+def _logged(path: Path, message: str, reason: str) -> bool:
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            isinstance(entry, dict)
+            and entry.get("msg", "").startswith(message)
+            and reason in json.dumps(entry)
+        ):
+            return True
+    return False

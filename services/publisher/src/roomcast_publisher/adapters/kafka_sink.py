@@ -40,6 +40,7 @@ from roomcast_publisher.observe import record_trace
 
 log = logging.getLogger(__name__)
 _PARTITION_CACHE = 100_000  # keys remembered before the cache starts afresh
+NOT_CONNECTED_YET = "not connected yet"
 
 
 def producer_options(settings: KafkaSettings, max_record_bytes: int) -> dict[str, Any]:
@@ -78,7 +79,7 @@ class KafkaSink:
         self._producer: AIOKafkaProducer | None = None
         self._topic_ready = False
         self._up = False
-        self._problem: str | None = "not connected yet"
+        self._problem: str | None = NOT_CONNECTED_YET
         self._fences: dict[int, asyncio.Task[None]] = {}
         self._in_flight = InFlightTracker()
         self._partition_set: set[int] = set()
@@ -128,11 +129,12 @@ class KafkaSink:
             self._set_state(False, f"{type(exc).__name__}: {exc}")
 
     def _set_state(self, up: bool, problem: str | None) -> None:
-        if up != self._up:
-            if up:
-                log.info("kafka link up", extra={"topic": self._topic})
-            else:
-                log.warning("kafka link down", extra={"reason": problem})
+        if up and not self._up:
+            log.info("kafka link up", extra={"topic": self._topic})
+        elif not up and (self._up or self._problem == NOT_CONNECTED_YET):
+            # Also the first failure of a link that never came up: a refused password
+            # must show in the log at start, not only in /readyz.
+            log.warning("kafka link down", extra={"reason": problem})
         self._up = up
         self._problem = problem
 
