@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -20,9 +21,11 @@ from tests.deploy.chart import (
     Rendered,
     container,
     helm,
+    parse,
     render,
     template_args,
 )
+from tests.deploy.stub_cluster import NAMESPACE, stub_cluster
 
 KEYS = list(COMPONENTS)
 EXAMPLE = CHART / "examples" / "managed-kafka-redis.yaml"
@@ -292,3 +295,44 @@ def test_the_install_example_renders_and_keeps_auth_for_backends() -> None:
     assert _secret_ref(env["ROOMCAST_REDIS__PASSWORD"]) == ("roomcast-redis", "password")
     for doc in rendered.docs:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def _render_against(kubeconfig: Path, values: dict[str, object]) -> Rendered:
+    """What `helm install`/`upgrade` renders against the cluster behind kubeconfig."""
+    args = template_args((), values, minimal=False)
+    args += ["--dry-run=server", "--kubeconfig", str(kubeconfig), "-n", NAMESPACE]
+    return parse(helm(*args).stdout)
+
+
+def _secret_data(rendered: Rendered) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in rendered.one("Secret")["data"].items()}
+
+
+IN_CLUSTER = {
+    "jwt-secret": "kept-jwt-secret-0123456789abcdefghijklmno",
+    "auth-api-keys": "kept-auth-key",
+    "publisher-api-keys": "kept-pub-key",
+    "webhook-secret": "",
+}
+
+
+def test_an_upgrade_keeps_the_keys_the_cluster_holds(tmp_path: Path) -> None:
+    """An upgrade that does not repeat the secrets neither drops nor rotates them."""
+    values: dict[str, object] = {"image.registry": "r.example.com"}
+    with stub_cluster(tmp_path, {"rc-roomcast-secrets": IN_CLUSTER}) as kubeconfig:
+        first = _render_against(kubeconfig, values)
+        again = _render_against(kubeconfig, values)
+        rotated = _render_against(kubeconfig, {**values, "secrets.publisherApiKeys": "new-key"})
+    assert _secret_data(first) == IN_CLUSTER
+    assert first.docs == again.docs
+    assert _secret_data(rotated) == {**IN_CLUSTER, "publisher-api-keys": "new-key"}
+
+
+def test_a_first_install_generates_the_keys_it_needs(tmp_path: Path) -> None:
+    values: dict[str, object] = {"image.registry": "r.example.com"}
+    with stub_cluster(tmp_path, {}) as kubeconfig:
+        data = _secret_data(_render_against(kubeconfig, values))
+    for key in ("jwt-secret", "auth-api-keys", "publisher-api-keys"):
+        assert len(data[key]) >= 32, key
+    assert len({data["jwt-secret"], data["auth-api-keys"], data["publisher-api-keys"]}) == 3
+    assert data["webhook-secret"] == ""  # no webhooks: nothing to sign
