@@ -11,6 +11,8 @@ import asyncio
 import ssl
 from typing import Any, Protocol
 
+# aiokafka's own connection factory (connect, TLS, SASL), outside its documented API;
+# tests/integration/links/test_kafka_sasl_ssl.py fails when it changes.
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError
 
