@@ -11,6 +11,7 @@ TRACING ?=
 BUS ?=
 BIND ?=
 WORKERS ?=
+REGISTRY ?=
 
 .PHONY: help install-runtime install lint typecheck test test-unit run clean
 
@@ -55,12 +56,12 @@ clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roo
 k8s: ## render helm/roomcast into the plain manifests in k8s/ (never edit those by hand)
 	scripts/render-k8s.sh k8s
 
-helm-lint: ## helm lint --strict of the chart, with default values and with every switch on
-	$$(scripts/ensure-helm.sh) lint --strict helm/roomcast
+helm-lint: ## helm lint --strict of the chart, with the least an install needs and with every switch on
+	$$(scripts/ensure-helm.sh) lint --strict helm/roomcast -f tests/deploy/values/minimal.yaml
 	$$(scripts/ensure-helm.sh) lint --strict helm/roomcast -f tests/deploy/values/all-on.yaml
 
-images: ## build the three service images (podman or docker; ROOMCAST_LOCAL_BASE=1: local Debian base)
-	scripts/build-images.sh
+images: ## build the three service images (podman or docker; REGISTRY=registry.example.com/roomcast also pushes them there; ROOMCAST_LOCAL_BASE=1: local Debian base)
+	REGISTRY=$(REGISTRY) scripts/build-images.sh
 
 .PHONY: bench bench-quick bench-node bench-centrifugo bench-publisher
 

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds the three service images, tagged with the chart's appVersion:
-#   roomcast-auth:<tag>  roomcast-edge:<tag>  roomcast-publisher:<tag>
-# on top of docker/base.Dockerfile (roomcast-builder:<tag>, roomcast-runtime:<tag>).
+#   roomcast-auth:<tag>  roomcast-ws-edge:<tag>  roomcast-publisher:<tag>
+# on top of docker/base.Dockerfile (roomcast-builder:<tag>, roomcast-runtime:<tag>),
+# and prints their names, one a line.
 #
 # Environment:
+#   REGISTRY          also tag each image <REGISTRY>/roomcast-<service>:<tag> and push it
+#                     there (log in first: podman login / docker login); the names
+#                     printed are then the pushed ones. Give the chart the same value
+#                     as image.registry.
 #   CONTAINER_ENGINE  podman or docker (default: whichever is installed, podman first)
 #   PYTHON_IMAGE      the base image (default python:3.11-slim-bookworm); set
 #                     ROOMCAST_LOCAL_BASE=1 to build a Debian base locally instead
@@ -55,11 +60,19 @@ for target in builder runtime; do
     -t "${prefix}roomcast-${target}:${tag}" docker >&2
 done
 
+registry="${REGISTRY:-}"
+registry="${registry%/}"
 for dir in auth ws-edge publisher; do
-  name="roomcast-${dir#ws-}"
+  name="roomcast-${dir}"
   "${build[@]}" -f "services/${dir}/Dockerfile" \
     --build-arg "BUILDER_IMAGE=${prefix}roomcast-builder:${tag}" \
     --build-arg "RUNTIME_IMAGE=${prefix}roomcast-runtime:${tag}" \
     -t "${prefix}${name}:${tag}" . >&2
-  echo "${prefix}${name}:${tag}"
+  if [[ -n "${registry}" ]]; then
+    "${engine}" tag "${prefix}${name}:${tag}" "${registry}/${name}:${tag}" >&2
+    "${engine}" push "${registry}/${name}:${tag}" >&2
+    echo "${registry}/${name}:${tag}"
+  else
+    echo "${prefix}${name}:${tag}"
+  fi
 done

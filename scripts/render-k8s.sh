@@ -10,10 +10,13 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 
 # Release "roomcast" names everything roomcast-<component>. The plain manifests carry
-# no Secret: create roomcast-secrets yourself (see README, Deployment).
+# no Secret: create roomcast-secrets yourself (see docs/install.md). Images are named
+# without a registry (roomcast-auth:<tag>): point them at yours with kustomize's
+# `images:` or load them into the nodes.
 "${helm}" template roomcast helm/roomcast \
   --skip-tests \
   --set secrets.existingSecret=roomcast-secrets \
+  --set image.local=true \
   --output-dir "${tmp}" >/dev/null
 
 mkdir -p "${out}"

@@ -14,6 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "roomcast"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
+# What every render needs (a registry, a Secret): the chart refuses to render without.
+MINIMAL = VALUES_DIR / "minimal.yaml"
 
 # values key -> (component label, the service's Python module, its port setting)
 COMPONENTS = {
@@ -61,10 +63,14 @@ def set_args(values: Mapping[str, object]) -> list[str]:
 
 
 def template_args(
-    values_files: Iterable[Path] = (), values: Mapping[str, object] | None = None
+    values_files: Iterable[Path] = (),
+    values: Mapping[str, object] | None = None,
+    *,
+    minimal: bool = True,
 ) -> list[str]:
+    """`helm template` of the chart with MINIMAL first (unless told not), then the rest."""
     args = ["template", "rc", str(CHART)]
-    for path in values_files:
+    for path in [MINIMAL, *values_files] if minimal else values_files:
         args += ["-f", str(path)]
     return args + set_args(values or {})
 
@@ -102,9 +108,12 @@ def parse(text: str) -> Rendered:
 
 
 def render(
-    values_files: Iterable[Path] = (), values: Mapping[str, object] | None = None
+    values_files: Iterable[Path] = (),
+    values: Mapping[str, object] | None = None,
+    *,
+    minimal: bool = True,
 ) -> Rendered:
-    return parse(helm(*template_args(values_files, values)).stdout)
+    return parse(helm(*template_args(values_files, values, minimal=minimal)).stdout)
 
 
 def container(deployment: Doc) -> Doc:

@@ -8,7 +8,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART, VALUES_DIR, Doc, Rendered, helm
+from tests.deploy.chart import CHART, MINIMAL, VALUES_DIR, Doc, Rendered, helm, template_args
 
 # The chart's kubeVersion floor and the newest Kubernetes the validator knows.
 KUBERNETES_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
@@ -16,7 +16,7 @@ KUBERNETES_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
 CUSTOM_KINDS = {"ServiceMonitor"}
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(VALUES_DIR / "all-on.yaml")]])
+@pytest.mark.parametrize("values", [["-f", str(MINIMAL)], ["-f", str(VALUES_DIR / "all-on.yaml")]])
 def test_helm_lint_strict_passes(values: list[str]) -> None:
     result = helm("lint", "--strict", str(CHART), *values, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -37,14 +37,8 @@ def _validate(docs: list[Doc], version: str) -> list[str]:
 def test_default_render_is_valid_kubernetes(default_render: Rendered, version: str) -> None:
     checked = _validate(default_render.docs, version)
     kinds = {name.split("/")[0] for name in checked}
-    assert {
-        "Deployment",
-        "Service",
-        "ConfigMap",
-        "Secret",
-        "ServiceAccount",
-        "NetworkPolicy",
-    } <= kinds
+    # No Secret: the minimal values name one the operator manages.
+    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "NetworkPolicy"} <= kinds
     assert "Pod" in kinds  # the helm test hook
     assert len(default_render.of_kind("Deployment")) == 3
     # Off by default: one switch each.
@@ -87,9 +81,7 @@ def test_service_monitor_scrapes_every_service(all_on_render: Rendered) -> None:
 
 
 def test_bad_values_file_is_rejected_by_the_schema() -> None:
-    result = helm(
-        "template", "rc", str(CHART), "-f", str(VALUES_DIR / "bad-types.yaml"), check=False
-    )
+    result = helm(*template_args([VALUES_DIR / "bad-types.yaml"]), check=False)
     assert result.returncode != 0
     for where in (
         "/services/wsEdge/replicas",
@@ -111,7 +103,7 @@ def test_bad_values_file_is_rejected_by_the_schema() -> None:
     ],
 )
 def test_schema_rejects_wrong_values_on_the_command_line(setting: str, where: str) -> None:
-    result = helm("template", "rc", str(CHART), "--set", setting, check=False)
+    result = helm(*template_args(), "--set", setting, check=False)
     assert result.returncode != 0
     assert where in result.stderr, result.stderr
 
@@ -122,7 +114,7 @@ def test_grace_period_shorter_than_prestop_and_drain_fails_the_render(tmp_path: 
         "lifecycle: {preStopSleepSeconds: 10}\n"
         "services: {wsEdge: {drainSeconds: 20, terminationGracePeriodSeconds: 30}}\n"
     )
-    result = helm("template", "rc", str(CHART), "-f", str(values), check=False)
+    result = helm(*template_args([values]), check=False)
     assert result.returncode != 0
     assert "services.wsEdge.terminationGracePeriodSeconds (30)" in result.stderr
     assert "= 35" in result.stderr

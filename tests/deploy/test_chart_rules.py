@@ -33,6 +33,15 @@ RECOMMENDED_LABELS = (
 )
 
 
+# Every secret given as a value: the chart makes its Secret without asking a cluster.
+GIVEN_SECRETS = {
+    "secrets.existingSecret": "",
+    "secrets.jwtSecret": "given-jwt-secret-0123456789abcdefghijkl",
+    "secrets.authApiKeys": "auth-key-1",
+    "secrets.publisherApiKeys": "pub-key-1",
+}
+
+
 def _config(rendered: Rendered) -> dict[str, str]:
     return {k: str(v) for k, v in rendered.one("ConfigMap")["data"].items()}
 
@@ -109,7 +118,9 @@ def test_resources_and_pinned_image(default_render: Rendered, key: str) -> None:
     repository, tag = ctr["image"].rsplit(":", 1)
     assert tag == chart["appVersion"]
     assert tag != "latest"
-    assert repository == f"roomcast-{COMPONENTS[key][1].removeprefix('roomcast_')}"
+    # One name per service: the image is named like the deployment (roomcast-ws-edge).
+    assert repository == f"registry.example.com/roomcast/roomcast-{COMPONENTS[key][0]}"
+    assert default_render.deployment(key)["metadata"]["name"] == f"rc-roomcast-{COMPONENTS[key][0]}"
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -136,18 +147,19 @@ def test_labels_selectors_and_service_agree(default_render: Rendered, key: str) 
     assert port["port"] == SPEC_PORTS[key]
 
 
-def test_secrets_reach_the_services_that_need_them(default_render: Rendered) -> None:
-    secret = default_render.one("Secret")
+def test_secrets_reach_the_services_that_need_them() -> None:
+    rendered = render(values=GIVEN_SECRETS)
+    secret = rendered.one("Secret")
     assert set(secret["data"]) == {
         "jwt-secret",
         "auth-api-keys",
         "publisher-api-keys",
         "webhook-secret",
     }
-    assert _config(default_render)["ROOMCAST_MODE"] == "production"
+    assert _config(rendered)["ROOMCAST_MODE"] == "production"
 
     def secret_env(key: str) -> dict[str, str]:
-        env = container(default_render.deployment(key))["env"]
+        env = container(rendered.deployment(key))["env"]
         return {
             e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
             for e in env
@@ -178,7 +190,9 @@ def test_existing_secret_replaces_the_chart_secret() -> None:
 def test_a_given_jwt_secret_is_used_as_is() -> None:
     import base64
 
-    rendered = render(values={"secrets.jwtSecret": "s3cr3t-value-for-the-test-0123456789"})
+    rendered = render(
+        values={**GIVEN_SECRETS, "secrets.jwtSecret": "s3cr3t-value-for-the-test-0123456789"}
+    )
     data = rendered.one("Secret")["data"]
     assert base64.b64decode(data["jwt-secret"]).decode() == "s3cr3t-value-for-the-test-0123456789"
 

@@ -94,11 +94,8 @@ def images() -> dict[str, str]:
     assert built.returncode == 0, f"image build failed:\n{built.stderr[-4000:]}"
     names = built.stdout.split()
     assert len(names) == 3, built.stdout
-    by_module = {name.rsplit(":", 1)[0].rsplit("/", 1)[-1]: name for name in names}
-    return {
-        component: by_module[f"roomcast-{module.removeprefix('roomcast_')}"]
-        for component, module, _ in COMPONENTS.values()
-    }
+    by_name = {name.rsplit(":", 1)[0].rsplit("/", 1)[-1]: name for name in names}
+    return {component: by_name[f"roomcast-{component}"] for component, _, _ in COMPONENTS.values()}
 
 
 def _inspect(image: str) -> dict[str, object]:

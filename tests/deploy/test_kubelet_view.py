@@ -37,6 +37,7 @@ def render_with_free_ports() -> tuple[Rendered, dict[str, int]]:
     values: dict[str, object] = {f"services.{key}.port": port for key, port in ports.items()}
     values.update(
         {
+            "secrets.existingSecret": "",
             "secrets.jwtSecret": "kubelet-test-secret-0123456789abcdefghij",
             "secrets.authApiKeys": "auth-key-1,auth-key-2",
             "secrets.publisherApiKeys": "publisher-key-1",
@@ -52,6 +53,9 @@ def point_at_test_infra(pod: PodPlan, infra: Infra, topic: str) -> dict[str, str
     env["ROOMCAST_REDIS__URL"] = infra.redis_url
     env["ROOMCAST_KAFKA__BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap
     env["ROOMCAST_KAFKA__TOPIC"] = topic
+    # The chart creates topics with 3 replicas; the test Kafka is a single broker.
+    assert env["ROOMCAST_KAFKA__REPLICATION_FACTOR"] == "3"
+    env["ROOMCAST_KAFKA__REPLICATION_FACTOR"] = "1"
     return env
 
 

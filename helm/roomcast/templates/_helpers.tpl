@@ -43,7 +43,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The three services in a fixed order. Each entry: the values key under .Values.services,
 the component name (resource suffix and label), the Python module the container runs,
-the settings section of its port, and which secrets it reads.
+the settings section of its port, which secrets it reads and whether it talks to Kafka.
 */}}
 {{- define "roomcast.components" -}}
 - key: auth
@@ -52,18 +52,21 @@ the settings section of its port, and which secrets it reads.
   section: AUTH
   jwtSecret: true
   apiKeys: auth-api-keys
+  kafka: false
 - key: wsEdge
   component: ws-edge
   module: roomcast_edge
   section: EDGE
   jwtSecret: true
   apiKeys: ""
+  kafka: true
 - key: publisher
   component: publisher
   module: roomcast_publisher
   section: PUBLISHER
   jwtSecret: false
   apiKeys: publisher-api-keys
+  kafka: true
 {{- end }}
 
 {{/* The list above as data: (include "roomcast.componentList" . | fromYamlArray). */}}
@@ -82,13 +85,19 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/*
+No public registry holds roomcast's images: without a registry a cluster would try
+docker.io/library/roomcast-auth and never start. Refuse unless told the nodes have them.
+*/}}
 {{- define "roomcast.image" -}}
 {{- $root := .root }}
 {{- $repo := .repository }}
 {{- if $root.Values.image.registry }}
 {{- printf "%s/%s:%s" (trimSuffix "/" $root.Values.image.registry) $repo (include "roomcast.imageTag" $root) }}
-{{- else }}
+{{- else if $root.Values.image.local }}
 {{- printf "%s:%s" $repo (include "roomcast.imageTag" $root) }}
+{{- else }}
+{{- fail "image.registry is empty and no public registry holds roomcast's images: push them with `make images REGISTRY=<your registry>` and set image.registry=<your registry>, or set image.local=true when every node already holds them (kind load, minikube image load)" }}
 {{- end }}
 {{- end }}
 

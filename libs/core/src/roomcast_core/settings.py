@@ -31,6 +31,13 @@ _SERVICE_LINK = re.compile(
 )
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+CREDENTIALS = frozenset(
+    {"redis.username", "redis.password", "kafka.sasl_username", "kafka.sasl_password"}
+)
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it."""
 
@@ -45,6 +52,14 @@ class LogSettings:
 class RedisSettings:
     url: str
     timeout: float
+    # kept apart from the URL so that it can come from a Secret; wins over the URL's
+    username: str = ""
+    password: str = ""
+    # rediss:// only: the CA that signed the server's certificate (empty: the system's),
+    # and a client certificate with its key for mutual TLS
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,17 @@ class KafkaSettings:
     partitions: int
     replication_factor: int
     request_timeout: float
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    security_protocol: str = "PLAINTEXT"
+    # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    # SSL / SASL_SSL: the CA of the brokers' certificates (empty: the system's), and a
+    # client certificate with its key for mutual TLS
+    ssl_ca_file: str = ""
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +251,8 @@ def _validators() -> list[Validator]:
         ),
         Validator("log.format", is_in=["json", "text"]),
         Validator("bus.kind", is_in=["kafka", "redis"]),
+        Validator("kafka.security_protocol", is_in=list(KAFKA_PROTOCOLS)),
+        Validator("kafka.sasl_mechanism", is_in=list(SASL_MECHANISMS)),
         Validator("bus.durability", is_in=["aof", "write"]),
         *check(
             ["bus.partitions", "bus.max_len"],
@@ -285,8 +313,18 @@ def _validators() -> list[Validator]:
         *check(
             [
                 "redis.url",
+                "redis.username",
+                "redis.password",
+                "redis.ca_file",
+                "redis.cert_file",
+                "redis.key_file",
                 "kafka.bootstrap_servers",
                 "kafka.topic",
+                "kafka.sasl_username",
+                "kafka.sasl_password",
+                "kafka.ssl_ca_file",
+                "kafka.ssl_cert_file",
+                "kafka.ssl_key_file",
                 "jwt.secret",
                 "jwt.private_key_file",
                 "jwt.kid",
@@ -341,7 +379,9 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 break
             node = child
         else:
-            node[path[-1]] = parse_conf_data(raw, tomlfy=True, box_settings={})
+            # Credentials are taken as written: "1234" stays text and "@..." is no directive.
+            raw_text = ".".join(path) in CREDENTIALS
+            node[path[-1]] = raw if raw_text else parse_conf_data(raw, tomlfy=True, box_settings={})
     return nested
 
 
@@ -383,6 +423,8 @@ def load_settings(
     defaults = _defaults()
     dyn = Dynaconf(environments=False, envvar_prefix=False, load_dotenv=False, settings_files=[])
     dyn.update(defaults)
+    # Credentials bypass dynaconf, which would read "@int 5" as a directive.
+    credentials: dict[str, str] = {}
     for source in (
         environment_overrides(os.environ if environ is None else environ),
         overrides or {},
@@ -390,7 +432,10 @@ def load_settings(
         for key, value in _known_only(source, defaults).items():
             if isinstance(value, dict):
                 for sub, subvalue in value.items():
-                    dyn.set(f"{key}.{sub}", subvalue)
+                    if f"{key}.{sub}" in CREDENTIALS and isinstance(subvalue, str):
+                        credentials[f"{key}.{sub}"] = subvalue
+                    else:
+                        dyn.set(f"{key}.{sub}", subvalue)
             else:
                 dyn.set(key, value)
     dyn.validators.register(*_validators())
@@ -399,10 +444,26 @@ def load_settings(
     except ValidationError as exc:
         first = str(exc).splitlines()[0]
         raise SettingsError(f"invalid setting: {_env_name(first)}") from None
-    settings = _freeze(dyn)
+    settings = _with_credentials(_freeze(dyn), credentials)
+    check_links(settings.redis, settings.kafka)
     if needs_jwt_secret:
         _check_signing(settings)
     return settings
+
+
+def _with_credentials(settings: Settings, credentials: Mapping[str, str]) -> Settings:
+    import dataclasses
+
+    sections: dict[str, Any] = {}
+    for section in ("redis", "kafka"):
+        given = {
+            name.split(".", 1)[1]: value
+            for name, value in credentials.items()
+            if name.startswith(section + ".")
+        }
+        if given:
+            sections[section] = dataclasses.replace(getattr(settings, section), **given)
+    return dataclasses.replace(settings, **sections)
 
 
 def _env_name(message: str) -> str:
@@ -412,6 +473,59 @@ def _env_name(message: str) -> str:
         return message
     env = PREFIX + match.group(1).upper().replace(".", "__")
     return f"{message} ({env})"
+
+
+def check_links(redis: RedisSettings, kafka: KafkaSettings) -> None:
+    """Settings of the Redis and Kafka links that only make sense together."""
+    from pathlib import Path
+
+    def fail(message: str) -> None:
+        raise SettingsError(f"invalid setting: {message}")
+
+    def env(dotted: str) -> str:
+        return PREFIX + dotted.upper().replace(".", "__")
+
+    tls_redis = redis.url.startswith("rediss://")
+    tls_kafka = kafka.security_protocol in ("SSL", "SASL_SSL")
+    files = {
+        "redis.ca_file": (redis.ca_file, tls_redis),
+        "redis.cert_file": (redis.cert_file, tls_redis),
+        "redis.key_file": (redis.key_file, tls_redis),
+        "kafka.ssl_ca_file": (kafka.ssl_ca_file, tls_kafka),
+        "kafka.ssl_cert_file": (kafka.ssl_cert_file, tls_kafka),
+        "kafka.ssl_key_file": (kafka.ssl_key_file, tls_kafka),
+    }
+    for name, (path, tls) in files.items():
+        if not path:
+            continue
+        if not tls:
+            needs = (
+                "a rediss:// redis.url"
+                if name.startswith("redis")
+                else ("kafka.security_protocol SSL or SASL_SSL")
+            )
+            fail(f"{name} is set but is used only with {needs} ({env(name)})")
+        if not Path(path).is_file():
+            fail(f"{name} names no readable file: {path!r} ({env(name)})")
+    for section, cert, key in (
+        ("redis", redis.cert_file, redis.key_file),
+        ("kafka", kafka.ssl_cert_file, kafka.ssl_key_file),
+    ):
+        if bool(cert) != bool(key):
+            prefix = "" if section == "redis" else "ssl_"
+            fail(
+                f"{section}.{prefix}cert_file and {section}.{prefix}key_file go together "
+                f"({env(section + '.' + prefix + 'cert_file')}, "
+                f"{env(section + '.' + prefix + 'key_file')})"
+            )
+    if kafka.security_protocol.startswith("SASL_") and not (
+        kafka.sasl_username and kafka.sasl_password
+    ):
+        fail(
+            f"kafka.sasl_username and kafka.sasl_password are required with "
+            f"kafka.security_protocol {kafka.security_protocol} "
+            f"(ROOMCAST_KAFKA__SASL_USERNAME, ROOMCAST_KAFKA__SASL_PASSWORD)"
+        )
 
 
 def _check_signing(settings: Settings) -> None:
@@ -448,13 +562,28 @@ def _freeze(dyn: Any) -> Settings:
     return Settings(
         mode=str(dyn.mode),
         log=LogSettings(level=str(dyn.log.level).upper(), format=str(dyn.log.format)),
-        redis=RedisSettings(url=dyn.redis.url, timeout=float(dyn.redis.timeout)),
+        redis=RedisSettings(
+            url=dyn.redis.url,
+            timeout=float(dyn.redis.timeout),
+            username=str(dyn.redis.username),
+            password=str(dyn.redis.password),
+            ca_file=str(dyn.redis.ca_file),
+            cert_file=str(dyn.redis.cert_file),
+            key_file=str(dyn.redis.key_file),
+        ),
         kafka=KafkaSettings(
             bootstrap_servers=dyn.kafka.bootstrap_servers,
             topic=dyn.kafka.topic,
             partitions=dyn.kafka.partitions,
             replication_factor=dyn.kafka.replication_factor,
             request_timeout=float(dyn.kafka.request_timeout),
+            security_protocol=str(dyn.kafka.security_protocol),
+            sasl_mechanism=str(dyn.kafka.sasl_mechanism),
+            sasl_username=str(dyn.kafka.sasl_username),
+            sasl_password=str(dyn.kafka.sasl_password),
+            ssl_ca_file=str(dyn.kafka.ssl_ca_file),
+            ssl_cert_file=str(dyn.kafka.ssl_cert_file),
+            ssl_key_file=str(dyn.kafka.ssl_key_file),
         ),
         bus=BusSettings(
             kind=str(dyn.bus.kind),

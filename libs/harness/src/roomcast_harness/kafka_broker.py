@@ -14,6 +14,7 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from roomcast_harness.kafka_secure import SecureListener
 from roomcast_harness.procs import free_port, port_open, spawn, stop, tail, wait_for
 
 KAFKA_VERSION = "4.1.1"
@@ -73,10 +74,20 @@ def _java() -> str:
 class KafkaBroker:
     """One single-node KRaft cluster; stop() and start() again keep port and data."""
 
-    def __init__(self, workdir: Path, port: int | None = None, partitions: int = 3) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        partitions: int = 3,
+        *,
+        secure: SecureListener | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = free_port()
+        # A SASL_SSL listener besides the PLAINTEXT one, on secure_port.
+        self.secure = secure
+        self.secure_port = free_port() if secure else 0
         self.partitions = partitions
         self.log_path = workdir / "kafka.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -87,18 +98,27 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def secure_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def _properties(self) -> Path:
         data = self.workdir / "data"
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if self.secure:
+            listeners += f",SASL_SSL://127.0.0.1:{self.secure_port}"
+            protocols += ",SASL_SSL:SASL_SSL"
         text = f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{self.controller_port}
-listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners={listeners},CONTROLLER://127.0.0.1:{self.controller_port}
+advertised.listeners={listeners}
+listener.security.protocol.map={protocols}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
@@ -113,6 +133,8 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 """
+        if self.secure:
+            text += self.secure.properties()
         path = self.workdir / "server.properties"
         path.write_text(text)
         return path
@@ -140,7 +162,8 @@ auto.create.topics.enable=true
             subprocess.run(
                 self._java_argv(
                     libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                    "-c", str(properties), heap="256m",
+                    "-c", str(properties),
+                    *(self.secure.format_args() if self.secure else []), heap="256m",
                 ),
                 check=True,
                 stdout=subprocess.DEVNULL,

@@ -7,13 +7,13 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from roomcast_core.api import cors_middleware, error_middleware
 from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.heap import settled_heap
+from roomcast_core.redis_link import redis_client
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx, tracing_disabled, tracing_middleware
 from roomcast_publisher.adapters.aiokafka_internals import check_aiokafka
@@ -48,8 +48,8 @@ def _links_ctx(settings: Settings, *, traced: bool) -> CleanupCtx:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = settings.redis.timeout
-        client = aioredis.from_url(
-            settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        client = redis_client(
+            settings.redis, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         store = RedisIdempotencyStore(client)
         sink: KafkaSink | RedisStreamSink = (

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import BaseModel
 
 from roomcast_core.api import ApiError, error_responses, json_content, require_api_key, schema_of
 from roomcast_core.jsonutil import json_response
 from roomcast_core.presence_store import PresenceStore
+from roomcast_core.redis_link import redis_client
 from roomcast_publisher.keys import SETTINGS_KEY
 
 PRESENCE_STORE_KEY = web.AppKey("presence_store", PresenceStore)
@@ -70,8 +70,8 @@ def presence_path(security: list[dict[str, list[str]]], components: dict[str, An
 
 async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY].redis
-    client = aioredis.Redis.from_url(
-        settings.url, socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout
+    client = redis_client(
+        settings, socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout
     )
     app[PRESENCE_STORE_KEY] = PresenceStore(client)
     yield

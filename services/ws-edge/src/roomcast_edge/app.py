@@ -7,13 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from roomcast_core.edge_link import EdgeLinkClient, EdgeLinkServer, Handler, new_edge_id
 from roomcast_core.health import HEALTH_KEY, Health, mount_health
 from roomcast_core.heap import settled_heap
+from roomcast_core.redis_link import redis_client
 from roomcast_core.settings import Settings
 from roomcast_core.telemetry import telemetry_ctx
 from roomcast_core.tokens import verifier_from_settings
@@ -54,8 +54,8 @@ from roomcast_edge.transport.takeover import check_aiohttp
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY].redis
-    client = aioredis.Redis.from_url(
-        settings.url,
+    client = redis_client(
+        settings,
         socket_timeout=settings.timeout,
         socket_connect_timeout=settings.timeout,
         health_check_interval=15,

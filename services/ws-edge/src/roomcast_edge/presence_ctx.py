@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from roomcast_core.health import HEALTH_KEY
 from roomcast_core.health import METRICS_KEY as REGISTRY_KEY
 from roomcast_core.presence_store import NOTICE_CHANNEL, Outlets, PresenceStore
+from roomcast_core.redis_link import redis_client
 from roomcast_edge.adapters.webhook_sender import BLOCK_MS, WebhookMetrics, WebhookSender
 from roomcast_edge.domain.frames import text_frame
 from roomcast_edge.keys import EDGE_ID_KEY, ROOM_PRESENCE_KEY, SETTINGS_KEY
@@ -29,8 +29,8 @@ FINAL_FLUSH_SECONDS = 3.0
 
 async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
-    client = aioredis.Redis.from_url(
-        settings.redis.url,
+    client = redis_client(
+        settings.redis,
         socket_timeout=settings.redis.timeout,
         socket_connect_timeout=settings.redis.timeout,
         health_check_interval=15,
@@ -85,8 +85,8 @@ async def webhook_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     # XREADGROUP blocks up to BLOCK_MS: the socket must wait longer than that.
     wait = settings.redis.timeout + BLOCK_MS / 1000
-    client = aioredis.Redis.from_url(
-        settings.redis.url, socket_timeout=wait, socket_connect_timeout=settings.redis.timeout
+    client = redis_client(
+        settings.redis, socket_timeout=wait, socket_connect_timeout=settings.redis.timeout
     )
     sender = WebhookSender(
         client,

@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast_auth.domain.service import StoreUnavailable
+from roomcast_core import redis_link
 from roomcast_core.settings import RedisSettings
 from roomcast_core.token_store import RedisTokenStore
 
@@ -36,13 +37,12 @@ def redis_client(settings: RedisSettings) -> aioredis.Redis:
 
     One immediate retry replaces a pooled connection that died with a Redis restart.
     """
-    client: aioredis.Redis = aioredis.from_url(
-        settings.url,
+    return redis_link.redis_client(
+        settings,
         socket_timeout=settings.timeout,
         socket_connect_timeout=settings.timeout,
         retry=Retry(NoBackoff(), 1),
     )
-    return client
 
 
 async def redis_unreachable(client: aioredis.Redis, timeout: float) -> str | None:

@@ -31,6 +31,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from roomcast_core import wire
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 from roomcast_publisher.adapters.aiokafka_internals import abandon, append_now, sender_died
 from roomcast_publisher.adapters.kafka_inflight import InFlightTracker
@@ -40,12 +41,13 @@ from roomcast_publisher.observe import record_trace
 
 log = logging.getLogger(__name__)
 _PARTITION_CACHE = 100_000  # keys remembered before the cache starts afresh
+NOT_CONNECTED_YET = "not connected yet"
 
 
 def producer_options(settings: KafkaSettings, max_record_bytes: int) -> dict[str, Any]:
     """The producer's configuration (the benchmark's bare-producer anchor uses it too)."""
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **kafka_options(settings),
         "client_id": "roomcast-publisher",
         "acks": "all",
         "enable_idempotence": True,
@@ -78,7 +80,7 @@ class KafkaSink:
         self._producer: AIOKafkaProducer | None = None
         self._topic_ready = False
         self._up = False
-        self._problem: str | None = "not connected yet"
+        self._problem: str | None = NOT_CONNECTED_YET
         self._fences: dict[int, asyncio.Task[None]] = {}
         self._in_flight = InFlightTracker()
         self._partition_set: set[int] = set()
@@ -128,11 +130,12 @@ class KafkaSink:
             self._set_state(False, f"{type(exc).__name__}: {exc}")
 
     def _set_state(self, up: bool, problem: str | None) -> None:
-        if up != self._up:
-            if up:
-                log.info("kafka link up", extra={"topic": self._topic})
-            else:
-                log.warning("kafka link down", extra={"reason": problem})
+        if up and not self._up:
+            log.info("kafka link up", extra={"topic": self._topic})
+        elif not up and (self._up or self._problem == NOT_CONNECTED_YET):
+            # Also the first failure of a link that never came up: a refused password
+            # must show in the log at start, not only in /readyz.
+            log.warning("kafka link down", extra={"reason": problem})
         self._up = up
         self._problem = problem
 
@@ -141,7 +144,7 @@ class KafkaSink:
         self._in_flight.install(producer)
         try:
             async with asyncio.timeout(self._settings.request_timeout):
-                await producer.start()
+                await start_client(producer, self._settings)
                 await producer.partitions_for(self._topic)  # warm metadata: sends never wait
         except BaseException:
             await abandon(producer, "producer did not start")

@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -18,13 +19,13 @@ _TOPIC_ALREADY_EXISTS = 36
 async def ensure_topic(settings: KafkaSettings, timeout: float) -> None:
     """Create settings.topic with the configured partitions and replication if absent."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         client_id="roomcast-publisher-admin",
         request_timeout_ms=int(timeout * 1000),
     )
     try:
         async with asyncio.timeout(timeout):
-            await admin.start()
+            await start_client(admin, settings)
             if settings.topic in await admin.list_topics():
                 return
             topic = NewTopic(

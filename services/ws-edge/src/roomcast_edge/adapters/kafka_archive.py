@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 from roomcast_edge.adapters.archive_reading import YIELD_EVERY, CpuBudget, Lending, decode
 from roomcast_edge.domain.ports import ArchiveChunk, ArchiveGone, Wanted
@@ -114,7 +115,7 @@ class KafkaArchive:
     def _consumer(self) -> AIOKafkaConsumer:
         settings = self._settings
         return AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -126,7 +127,7 @@ class KafkaArchive:
         async with self._meta_lock:
             if self._meta is None:
                 consumer = self._consumer()
-                await consumer.start()
+                await start_client(consumer, self._settings)
                 self._meta = consumer
             return self._meta
 
@@ -159,7 +160,7 @@ class KafkaArchive:
                     reader = self._idle.pop()
                 else:
                     consumer = self._consumer()
-                    await consumer.start()
+                    await start_client(consumer, self._settings)
                     reader = KafkaReader(
                         consumer, self._settings.topic, self._metrics, self._budget
                     )

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 from roomcast_core.wire import WireError, decode_value, header_value, parse_time
 from roomcast_edge.adapters.ingest import UndecodableLog, publish_traced, trace_id_of
@@ -85,13 +86,15 @@ class KafkaSource:
         self._behind: set[int] = set()
         self.assigned = False
         self.caught_up = False
+        self._failure = ""
         self._undecodable = UndecodableLog(metrics, "records")
 
     # ---- readiness ---------------------------------------------------------
 
     async def readiness(self) -> str | None:
         if not self.assigned:
-            return "partitions not assigned yet"
+            # Why the last start failed (a refused password, an untrusted certificate).
+            return "partitions not assigned yet" + (f": {self._failure}" if self._failure else "")
         if not self.caught_up:
             return "catching up with the stream"
         consumer = self._consumer
@@ -115,6 +118,7 @@ class KafkaSource:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._failure = f"{type(exc).__name__}: {exc}"
                 log.warning("kafka source failed, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
@@ -130,10 +134,10 @@ class KafkaSource:
         """The topic's partitions, creating the topic when it does not exist yet."""
         settings = self._settings
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             request_timeout_ms=int(settings.request_timeout * 1000),
         )
-        await admin.start()
+        await start_client(admin, settings)
         try:
             while True:
                 if settings.topic not in await admin.list_topics():
@@ -160,7 +164,7 @@ class KafkaSource:
         settings = self._settings
         partitions = await self._partitions()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             group_id=None,
             enable_auto_commit=False,
             # An offset out of range (the log was truncated or re-created) restarts at
@@ -171,7 +175,7 @@ class KafkaSource:
             metadata_max_age_ms=max(int(self._check_interval * 500), 100),
         )
         self._consumer = consumer
-        await consumer.start()
+        await start_client(consumer, settings)
         tps = [TopicPartition(settings.topic, p) for p in partitions]
         if not self.assigned:
             # First start: read back enough to fill the history, then go live.

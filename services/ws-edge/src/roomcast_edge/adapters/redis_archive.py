@@ -23,6 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from roomcast_core.redis_link import redis_client
 from roomcast_core.settings import Settings
 from roomcast_core.stream_wire import EntryError, counter_key, decode_entry, stream_key
 from roomcast_edge.adapters.archive_reading import YIELD_EVERY, CpuBudget, Lending, decode
@@ -336,8 +337,8 @@ class RedisArchive:
     def __init__(self, settings: Settings, readers: int, metrics: EdgeMetrics) -> None:
         self._prefix = settings.bus.stream
         self._metrics = metrics
-        self._client = aioredis.Redis.from_url(
-            settings.redis.url,
+        self._client = redis_client(
+            settings.redis,
             socket_timeout=settings.redis.timeout,
             socket_connect_timeout=settings.redis.timeout,
             health_check_interval=15,

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from opentelemetry import propagate
 from redis.exceptions import RedisError
 
+from roomcast_core.redis_link import redis_client
 from roomcast_core.settings import BusSettings, Settings
 from roomcast_core.stream_wire import EntryError, decode_entry, parse_id, stream_key
 from roomcast_core.wire import WireError, decode_value, parse_time
@@ -72,8 +73,8 @@ class RedisStreamSource:
     ) -> RedisStreamSource:
         """A source with a Redis client of its own (its blocking reads hold a connection)."""
         timeout = settings.redis.timeout
-        client = aioredis.Redis.from_url(
-            settings.redis.url,
+        client = redis_client(
+            settings.redis,
             # A blocking read waits BLOCK_MS for entries; the socket must wait longer.
             socket_timeout=timeout + BLOCK_MS / 1000,
             socket_connect_timeout=timeout,
