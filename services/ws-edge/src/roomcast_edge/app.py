@@ -122,8 +122,8 @@ async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
     """The edge link: answers what other processes ask of this edge's connections."""
     settings = app[SETTINGS_KEY].redis
     # No socket timeout: its connections wait on subscriptions (publishes are bounded).
-    client = aioredis.Redis.from_url(
-        settings.url, socket_connect_timeout=settings.timeout, health_check_interval=15
+    client = redis_client(
+        settings, socket_connect_timeout=settings.timeout, health_check_interval=15
     )
     handlers: dict[str, Handler] = app[LINK_HANDLERS_KEY]
     node = app[NODE_KEY]
