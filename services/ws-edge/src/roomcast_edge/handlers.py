@@ -149,8 +149,19 @@ async def _connect(
         upgrade.deflate,
         settings.max_fragments,
     )
-    tail = take_over(request, transport, conn)
-    node.open(conn, connect)
+    # Registered while aiohttp still owns the socket: if anything fails, `Node.open`
+    # has undone the registration and the client gets an HTTP answer, not a socket
+    # that is counted and pushed to but never upgraded.
+    try:
+        node.open(conn, connect)
+    except Exception:
+        log.exception("connect failed after its checks passed")
+        return _refuse(metrics, 500, "internal_error", "the connection could not be opened")
+    try:
+        tail = take_over(request, transport, conn)
+    except BaseException:
+        node.forget(conn)
+        raise
     # The 101 and the `connected` message in one write: one send instead of two per
     # handshake. The 101 is still first on the socket: `Node.open` only queues (nothing
     # it does writes to the transport), and frames in `tail` are answered after this.

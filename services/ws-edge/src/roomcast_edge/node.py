@@ -179,19 +179,28 @@ class Node:
         self._reserved -= 1
 
     def open(self, conn: Connection, request: ConnectRequest) -> None:
-        """Register conn and queue `connected` plus any replay, in one synchronous step."""
+        """Register conn and queue `connected` plus any replay, in one synchronous step.
+
+        All or nothing: if any step raises, conn is taken out of every index again
+        (a connection counted and pushed to but never told `connected` is the worst
+        of both) and the error goes to the caller, which still owns the socket.
+        """
         self.fanout.attach(conn)
         self.connections[conn.id] = conn
-        self.tokens.add(conn)
-        opened = self.dispatcher.open(conn, request, time.time())
+        try:
+            self.tokens.add(conn)
+            opened = self.dispatcher.open(conn, request, time.time())
+            if opened.unknown_partitions:
+                self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
+            self.fanout.send(conn, text_frame(opened.hello))
+            self.fanout.replay(conn, opened.replay)
+            for job in opened.replay:
+                if isinstance(job, DeepJob) and self.deep is not None:
+                    self.deep.start(conn, job)  # its older part comes from the bus
+        except BaseException:
+            self.forget(conn)
+            raise
         self._count_recovery(opened.recovered)
-        if opened.unknown_partitions:
-            self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
-        self.fanout.send(conn, text_frame(opened.hello))
-        self.fanout.replay(conn, opened.replay)
-        for job in opened.replay:
-            if isinstance(job, DeepJob) and self.deep is not None:
-                self.deep.start(conn, job)  # its older part comes from the bus
 
     def handle_text(self, conn: Connection, data: str | bytes) -> None:
         if conn.closed:
