@@ -72,7 +72,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if not node.caught_up:
         return _refuse(metrics, 503, "not_ready", "this edge is still reading the stream")
     # Linear and cut to their limits before any other work, however long the URL.
-    rooms = protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms)
+    rooms, cut = protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms)
     topics, bad_topics = protocol.parse_topic_specs(
         request.query.get("topics"), settings.max_subscriptions
     )
@@ -81,7 +81,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if not node.reserve():
         return _refuse(metrics, 503, "too_many_connections", "this edge is full, reconnect")
     try:
-        return await _connect(request, node, rooms, topics, bad_topics)
+        return await _connect(request, node, rooms, topics, [*cut, *bad_topics])
     finally:
         node.release()
 
@@ -91,7 +91,7 @@ async def _connect(
     node: Node,
     rooms: list[str],
     topics: list[tuple[str, str, str]],
-    bad_topics: list[str],
+    refused: list[protocol.Refusal],
 ) -> web.StreamResponse:
     app = request.app
     metrics = app[METRICS_KEY]
@@ -121,7 +121,7 @@ async def _connect(
     connect = ConnectRequest(
         rooms=rooms,
         topics=topics,
-        bad_topics=bad_topics,
+        refused=refused,
         since=since,
         rewind=rewind,
         log_start=log_start,
