@@ -45,6 +45,8 @@ CLOSE_SLOW = (4008, "slow consumer")
 CLOSE_REVOKED = (1008, "token revoked")
 CLOSE_ABUSE = (1008, "rate limit exceeded")
 CLOSE_RESTART = (1012, "service restart")
+# The edge lost records it never read (see `gap`): reconnect, with `since`, anywhere.
+CLOSE_GAP = CLOSE_RESTART
 
 __all__ = ["ConnectRequest", "Node"]
 
@@ -115,6 +117,21 @@ class Node:
             skip = conn.skip
             if skip is not None and skip.pop(partition, None) is not None and not skip:
                 conn.skip = None
+
+    def gap(self, partition: int, first_offset: int) -> None:
+        """Records of `partition` before `first_offset` were trimmed from the bus before
+        this edge read them (it fell that far behind).
+
+        The history starts again at `first_offset`, so a vector inside the hole is
+        answered `recovered: false`. Every open connection may have missed some of
+        those records and would carry on past them without knowing: each is closed
+        (1012, reconnect with `since` after a jittered delay) before the first record
+        after the hole is pushed. Its `since` then gets `recovered: true` from an
+        edge that read the hole, `false` here.
+        """
+        self.start_partition(partition, first_offset)
+        for conn in list(self.connections.values()):
+            self.close(conn, *CLOSE_GAP, drop="stream_gap")
 
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
         if not self.history.append(publication):
