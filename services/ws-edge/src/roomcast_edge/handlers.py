@@ -167,7 +167,14 @@ async def _connect(
     # it does writes to the transport), and frames in `tail` are answered after this.
     node.fanout.flush_now(conn, first=upgrade.response)
     if tail:
-        conn.data_received(tail)
+        try:
+            conn.data_received(tail)
+        except Exception:
+            # What asyncio does when a protocol's data_received raises: the socket
+            # goes, and with it (connection_lost) every trace of the connection.
+            log.exception("frames sent with the upgrade could not be handled")
+            node.forget(conn)
+            transport.abort()
     return TakenOver()
 
 
