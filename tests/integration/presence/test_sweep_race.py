@@ -45,12 +45,12 @@ async def store(infra: Infra) -> AsyncIterator[PresenceStore]:
     await client.aclose()
 
 
-async def _edge_id(store: PresenceStore, room: str) -> str:
-    """The presence id of the edge holding `room`'s members."""
+async def _edge_id(store: PresenceStore, room: str, user: str = "u0") -> str:
+    """The presence id of the edge holding `user`'s membership of `room`."""
     for raw in await store.client.zrange(EDGES_KEY, 0, -1):
         edge = raw.decode() if isinstance(raw, bytes) else str(raw)
         entries = await store.client.smembers(edge_key(edge))
-        if any(json.loads(e)[0] == room for e in entries):
+        if any(json.loads(e)[0::2] == [room, user] for e in entries):
             return edge
     raise AssertionError(f"no edge holds room {room}")
 
@@ -127,3 +127,53 @@ async def _wait(check: Callable[[], Awaitable[bool]], timeout: float = WAIT) -> 
         if time.monotonic() > deadline:
             pytest.fail(f"{check.__name__} did not hold within {timeout} s")
         await asyncio.sleep(0.05)
+
+
+async def test_an_edge_swept_by_another_real_edge_writes_its_members_back(
+    infra: Infra, topic: str, tmp_path: Path, store: PresenceStore
+) -> None:
+    """Two edges: the live one sweeps the paused one; once the paused one resumes, all
+    its members (its connections never closed) are back and stay."""
+    room = f"swept-{uuid.uuid4().hex[:8]}"
+    env = infra.env(topic, ROOMCAST_EDGE__PRESENCE_TTL=str(TTL))
+    paused = ServiceProcess("edge", env, tmp_path, name="paused")
+    sweeper = ServiceProcess("edge", env, tmp_path, name="sweeper")
+    clients = []
+    try:
+        paused.start()
+        sweeper.start()
+        for n in range(MEMBERS):
+            ws, _ = await connect(paused, token=token(subject=f"u{n}"), roomIds=room)
+            clients.append(ws)
+        bystander, _ = await connect(sweeper, token=token(subject="b"), roomIds=room)
+        clients.append(bystander)
+
+        async def counted() -> int:
+            return int((await store.read(room, MEMBERS + 1))["connections"])
+
+        async def everyone() -> bool:
+            return await counted() == MEMBERS + 1
+
+        async def only_the_bystander() -> bool:
+            return await counted() == 1
+
+        await _wait(everyone)
+        edge_id = await _edge_id(store, room)
+        os.kill(paused.pid, signal.SIGSTOP)
+        try:
+            await _wait(only_the_bystander)  # the other edge removed them all
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
+        await _wait(everyone)
+
+        async def grave_gone() -> bool:
+            return not await store.client.sismember("roomcast:presence:graves", edge_id)
+
+        await _wait(grave_gone)
+        assert await counted() == MEMBERS + 1
+        assert await store.client.scard(edge_key(edge_id)) == MEMBERS
+    finally:
+        for ws in clients:
+            await ws.close()
+        paused.stop()
+        sweeper.stop()
