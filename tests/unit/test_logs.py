@@ -67,6 +67,12 @@ def test_tokens_are_redacted_from_message_extras_and_exceptions() -> None:
     assert entry["request"] == "GET /ws?access_token=[redacted]&x=1"
 
 
+def test_redaction_ignores_case() -> None:
+    record = _record("GET /ws?TOKEN=abc&Access_Token=def AUTHORIZATION: BEARER ghi")
+    line = TextFormatter("edge").format(record)
+    assert not any(secret in line for secret in ("abc", "def", "ghi")), line
+
+
 def test_lines_without_credentials_are_left_alone() -> None:
     record = _record("joined room %s at offset %d", partition=2)
     record.args = ("1001", 42)
