@@ -20,14 +20,17 @@ from roomcast_core.stream_wire import APPEND_SCRIPT, counter_key, partition_for,
 class StreamPublisher:
     """Same calls as the edge tests' Kafka publisher: send, send_many, send_raw."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, partitions: int = 3) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, partitions: int = 3, max_len: int = 100_000
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.partitions = partitions
+        self.max_len = max_len  # entries a stream keeps, about (XADD MAXLEN ~)
 
     async def append(self, key: bytes, values: Sequence[bytes]) -> list[str]:
         partition = partition_for(key, self.partitions)
-        argv: list[Any] = [100_000, 0]
+        argv: list[Any] = [self.max_len, 0]
         for value in values:
             argv += [key, value, b"", b""]
         offsets: Any = await self.client.eval(
@@ -62,8 +65,10 @@ class StreamPublisher:
         await self.client.aclose()
 
 
-def stream_publisher(redis_url: str, prefix: str, partitions: int = 3) -> StreamPublisher:
-    return StreamPublisher(aioredis.Redis.from_url(redis_url), prefix, partitions)
+def stream_publisher(
+    redis_url: str, prefix: str, partitions: int = 3, max_len: int = 100_000
+) -> StreamPublisher:
+    return StreamPublisher(aioredis.Redis.from_url(redis_url), prefix, partitions, max_len)
 
 
 @dataclass(frozen=True)

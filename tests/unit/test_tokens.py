@@ -93,6 +93,39 @@ def test_refusals() -> None:
         assert _reason(verifier, garbage) in {"malformed", "bad_signature"}
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "\udcff-user"},
+        {"did": "dev-\ud800"},
+        {"jti": "\udfff"},
+        {"rooms": ["1001", "\udcff"]},
+        {"topics": ["\ud83d"]},
+        {"exp": 2**70},
+        {"iat": -(2**70)},
+    ],
+    ids=["sub", "did", "jti", "rooms", "topics", "huge-exp", "huge-iat"],
+)
+def test_claims_that_no_encoder_or_clock_can_take_are_malformed(claims: dict[str, object]) -> None:
+    """Signed and otherwise valid, on both verification paths (HS256 and pyjwt)."""
+    now = int(time.time())
+    payload = {"sub": "u", "did": "d", "jti": "j", "iat": now, "exp": now + 60, **claims}
+    private = ed25519.Ed25519PrivateKey.generate()
+    cases = [
+        (TokenVerifier([VerificationKey("HS256", SECRET)]), SECRET, "HS256"),
+        (TokenVerifier([VerificationKey("EdDSA", private.public_key())]), private, "EdDSA"),
+    ]
+    for verifier, key, algorithm in cases:
+        token = jwt.encode(payload, key, algorithm=algorithm)  # type: ignore[arg-type]
+        assert _reason(verifier, token) == "malformed", algorithm
+
+
+def test_text_beyond_ascii_is_fine() -> None:
+    issued = TokenIssuer("HS256", SECRET).issue("zoë 🚀", "appareil-é", 60, rooms=["salle-ü"])
+    claims = TokenVerifier([VerificationKey("HS256", SECRET)]).verify(issued.token)
+    assert (claims.sub, claims.did, claims.rooms) == ("zoë 🚀", "appareil-é", ("salle-ü",))
+
+
 def test_hs256_signed_with_public_key_is_refused() -> None:
     private = ed25519.Ed25519PrivateKey.generate()
     public_pem = private.public_key().public_bytes(

@@ -32,7 +32,9 @@ async def test_connected_message_has_the_spec_shape(shared_edge: SharedEdge) -> 
         entries = dict(part.split(":") for part in hello["position"].split(","))
         assert sorted(entries) == ["0", "1", "2"]
         assert all(int(v) == -1 for v in entries.values())  # a fresh topic: nothing yet
-        assert "refused" not in hello
+        # The room MAX_ROOMS cut is refused, with its reason (SPEC, wave 3).
+        assert hello["refused"] == ["3003"]
+        assert hello["refused_reasons"] == {"3003": "too_many_rooms"}
         assert "recovered" not in hello
 
 
@@ -48,6 +50,32 @@ async def test_rooms_outside_the_claim_are_refused(shared_edge: SharedEdge) -> N
     async with ws:
         assert hello["rooms"] == ["1001"]
         assert hello["refused"] == ["9999"]
+        assert hello["refused_reasons"] == {"9999": "not_allowed"}
+
+
+async def test_a_connect_with_nothing_refused_lists_no_refusals(shared_edge: SharedEdge) -> None:
+    ws, hello = await connect(shared_edge.edge, token=token(), roomIds="1001,2002", topics="a:b")
+    async with ws:
+        assert hello["rooms"] == ["1001", "2002"]
+        assert "refused" not in hello
+        assert "refused_reasons" not in hello
+
+
+async def test_rooms_cut_and_rooms_outside_the_claim_are_refused_alike(
+    shared_edge: SharedEdge,
+) -> None:
+    # MAX_ROOMS is 2: the cut comes first (it reads the URL), then the claim.
+    ws, hello = await connect(
+        shared_edge.edge, token=token(rooms=["1001", "3003"]), roomIds="9999,1001,3003,4004"
+    )
+    async with ws:
+        assert hello["rooms"] == ["1001"]
+        assert hello["refused"] == ["9999", "3003", "4004"]
+        assert hello["refused_reasons"] == {
+            "9999": "not_allowed",
+            "3003": "too_many_rooms",
+            "4004": "too_many_rooms",
+        }
 
 
 async def test_connect_time_topics_and_refusals(shared_edge: SharedEdge) -> None:
@@ -56,6 +84,7 @@ async def test_connect_time_topics_and_refusals(shared_edge: SharedEdge) -> None
     )
     async with ws:
         assert hello["refused"] == ["secret:*", ":x"]
+        assert hello["refused_reasons"] == {"secret:*": "not_allowed", ":x": "invalid"}
         # order:event is held: subscribing again is a no-op ok, leaving it works
         reply = await request(ws, "unsubscribe", {"topic": "order", "type": "event"})
         assert reply["status"] == "ok"

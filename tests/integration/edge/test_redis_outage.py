@@ -9,9 +9,11 @@ import redis.asyncio as aioredis
 import websockets
 
 from roomcast_core.token_store import RedisTokenStore
+from roomcast_core.tokens import TokenIssuer
 from roomcast_harness.redis_server import RedisServer
-from tests.conftest import Infra, ServiceFactory
+from tests.conftest import NO_KAFKA, Infra, ServiceFactory
 from tests.integration.edge.conftest import (
+    SECRET,
     WAIT,
     Publisher,
     connect,
@@ -19,6 +21,7 @@ from tests.integration.edge.conftest import (
     message,
     metric,
     recv_json,
+    request,
     token_and_jti,
 )
 
@@ -67,3 +70,32 @@ async def test_connects_fail_open_during_a_redis_outage_and_revocation_resumes(
 
     await asyncio.wait_for(closed(), WAIT * 2)
     assert (ws.close_code, ws.close_reason) == (1008, "token revoked")
+
+
+async def test_a_refresh_fails_closed_during_a_redis_outage(
+    topic: str, start_service: ServiceFactory, own_redis: RedisServer
+) -> None:
+    """Whether the new token is revoked cannot be read: the refresh is refused (the
+    connection keeps its token and retries later); connects still fail open."""
+    env = Infra(own_redis.url, NO_KAFKA, bus="redis").env(topic)
+    edge = start_service("edge", env)
+    old = TokenIssuer("HS256", SECRET).issue("u1", "d1", 600)
+    ws, hello = await connect(edge, token=old.token)
+    fresh = TokenIssuer("HS256", SECRET).issue("u1", "d1", 3600).token
+    await asyncio.to_thread(own_redis.stop)
+    try:
+        reply = await request(ws, "refresh", {"token": fresh}, request_id="rf")
+        assert reply["status"] == "fail", reply
+        assert "could not be checked" in reply["error_message"]
+        assert "expires_in" not in reply
+        assert (await request(ws, "ping", request_id="alive"))["status"] == "ok"
+        # A connect in the same outage is let in (see the test above).
+        other, _ = await connect(edge, token=fresh)
+        await other.close()
+    finally:
+        await asyncio.to_thread(own_redis.start)
+    await _readyz_becomes(edge.url, 200)
+    reply = await request(ws, "refresh", {"token": fresh}, request_id="rf2")
+    assert reply["status"] == "ok", reply
+    assert reply["expires_in"] > hello["expires_in"]
+    await ws.close()

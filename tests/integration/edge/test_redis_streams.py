@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
+import websockets
 from websockets.asyncio.client import ClientConnection
 
 from roomcast_core import wire
 from roomcast_core.stream_wire import APPEND_SCRIPT, counter_key, partition_for, stream_key
+from roomcast_edge.domain.positions import format_vector
 from roomcast_harness.redis_server import RedisServer
 from tests.conftest import NO_KAFKA, Infra, ServiceFactory
-from tests.integration.edge.conftest import connect, message, metric, recv_json, token
+from tests.integration.edge.conftest import (
+    WAIT,
+    connect,
+    message,
+    metric,
+    read_seqs_in_order,
+    recv_json,
+    token,
+)
 from tests.integration.publisher.helpers import post
+from tests.streams import stream_publisher
 
 
 def _infra(redis_url: str) -> Infra:
@@ -269,3 +283,68 @@ async def test_the_append_script_trims_by_length_and_by_age(aof_redis_url: str, 
         assert await client.xlen(aged) < before  # MINID ~: the hour-old nodes are gone
     finally:
         await client.aclose()
+
+
+async def test_an_edge_that_fell_behind_the_trimming_tells_its_clients(
+    aof_redis_url: str, topic: str, start_service: ServiceFactory
+) -> None:
+    """Paused (SIGSTOP) while more than MAX_LEN entries are appended, the edge finds
+    entries trimmed before it read them: its live clients are closed (1012) before any
+    push after the hole, and a `since` inside the hole is answered recovered: false."""
+    infra = _infra(aof_redis_url)
+    edge = start_service("edge", infra.env(topic))
+    room = "behind"
+    streams = stream_publisher(aof_redis_url, topic, max_len=100)
+    watcher, _ = await connect(edge, token=token(), roomIds=room)
+    try:
+        await streams.send_many([message({"seq": i}, room=room) for i in range(5)])
+        vector: dict[int, int] = {}
+        assert await read_seqs_in_order(watcher, vector, 5) == list(range(5))
+        os.kill(edge.pid, signal.SIGSTOP)
+        try:
+            for start in range(5, 1005, 100):  # ten times MAX_LEN, trimmed as it goes
+                await streams.send_many(
+                    [message({"seq": i}, room=room) for i in range(start, start + 100)]
+                )
+        finally:
+            os.kill(edge.pid, signal.SIGCONT)
+        (partition,) = vector
+        kept: Any = await streams.client.xrange(stream_key(topic, partition), count=1)
+        first_kept = int(kept[0][1][b"offset"])
+        assert first_kept > 100  # the stream did drop entries the edge never read
+
+        # The watcher gets what the edge read before the hole, never a push after it.
+        async def until_closed() -> None:
+            while True:
+                body = await recv_json(watcher)
+                if "meta" in body:
+                    p, offset = (int(x) for x in body["meta"]["position"].split(":"))
+                    assert offset == vector[p] + 1, "a push after a hole"
+                    vector[p] = offset
+
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(until_closed(), WAIT)
+        assert (watcher.close_code, watcher.close_reason) == (1012, "service restart")
+        assert vector[partition] < first_kept - 1
+        assert metric(edge, "roomcast_edge_stream_gaps_total") >= 1
+
+        # Its vector lies in the hole: not recovered, and what is held is replayed.
+        since = format_vector(vector)
+        again, hello = await connect(edge, token=token(), roomIds=room, since=since)
+        assert hello["recovered"] is False
+        replayed = (await recv_json(again))["meta"]["position"]
+        assert int(replayed.split(":")[1]) >= first_kept
+        inside, hello = await connect(
+            edge, token=token(), roomIds=room, since=f"{partition}:{first_kept - 50}"
+        )
+        assert hello["recovered"] is False
+        # A client that had seen everything up to the hole's end is served whole.
+        whole, hello = await connect(
+            edge, token=token(), roomIds=room, since=f"{partition}:{first_kept - 1}"
+        )
+        assert hello["recovered"] is True
+        for socket in (again, inside, whole):
+            await socket.close()
+    finally:
+        await watcher.close()
+        await streams.close()

@@ -151,11 +151,13 @@ async def test_rooms_outside_the_claim_are_refused() -> None:
     node = _node()
     transport = FakeTransport()
     conn = _conn(node, transport, rooms=("a",))
-    node.open(conn, ConnectRequest(["a", "b"], [("x:*", "x", "*")], [":y"], None))
+    refused = [("c", "too_many_rooms"), (":y", "invalid")]
+    node.open(conn, ConnectRequest(["a", "b"], [("x:*", "x", "*")], refused, None))
     await asyncio.sleep(0)
     hello = _frames(transport.writes[0])[0]
     assert hello["rooms"] == ["a"]
-    assert hello["refused"] == ["b", ":y"]
+    assert hello["refused"] == ["b", "c", ":y"]
+    assert hello["refused_reasons"] == {"b": "not_allowed", "c": "too_many_rooms", ":y": "invalid"}
     assert node.hub.subscription_count == 1
 
 

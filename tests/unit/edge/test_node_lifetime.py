@@ -7,6 +7,7 @@ import time
 from typing import Any, cast
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from roomcast_core.settings import load_settings
@@ -178,3 +179,30 @@ async def test_a_pending_refresh_dies_with_its_connection() -> None:
     await _settle()
     assert len(asyncio.all_tasks()) == tasks_before
     assert conn not in node.tokens.expiry
+
+
+async def test_a_connect_that_fails_after_registration_leaves_nothing_behind() -> None:
+    """Any step of `open` that raises undoes the registration (no half-open connection)."""
+    node = _node()
+
+    def broken(conn: Connection) -> None:
+        if node.hub.rooms_of(conn):
+            raise ValueError("presence could not encode the member")
+
+    node.hub.on_rooms = broken
+    claims = ISSUER.issue("u", "d", 600).claims
+    transport = FakeTransport()
+    conn = Connection(
+        node, cast(asyncio.Transport, transport), claims, TokenBucket(100, 200, 0), 0.0
+    )
+    with pytest.raises(ValueError, match="presence"):  # the caller owns the socket: it answers
+        node.open(conn, ConnectRequest(["r"], [], [], None))
+    await _settle()
+    assert conn.closed
+    assert node.connections == {}
+    assert conn not in node.hub
+    assert node.tokens.holders(claims.jti) == []
+    assert conn not in node.tokens.expiry
+    assert _publish(node, 0, 0, room="r") == 0
+    assert _publish(node, 0, 1) == 0  # not even a broadcast reaches it
+    assert transport.writes == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from roomcast_core.presence_store import Change
 from roomcast_core.tokens import TokenClaims
@@ -38,6 +39,18 @@ def test_ledger_turns_rooms_into_additions_and_removals() -> None:
     assert all(c.member is None for c in gone)
     assert ledger.count == 0
     assert list(ledger.everything()) == []
+
+
+def test_a_member_that_cannot_be_encoded_leaves_the_ledger_as_it_was() -> None:
+    ledger, good = Ledger(), _session("alice")
+    ledger.diff(good, frozenset({"r1"}), 1000)
+    # Claims that verify no longer hold such text; the ledger stays whole regardless.
+    bad = _session("\udcff-user")
+    with pytest.raises(orjson.JSONEncodeError):
+        ledger.diff(bad, frozenset({"r1", "r2"}), 2000)
+    assert ledger.count == 1
+    assert [(c.room, c.connection_id) for c in ledger.everything()] == [("r1", good.id)]
+    assert ledger.diff(bad, frozenset(), 3000) == []  # nothing to take back
 
 
 def test_pending_keeps_the_last_change_per_member_and_restores_under_newer() -> None:

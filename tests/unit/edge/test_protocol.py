@@ -70,8 +70,23 @@ def test_reply_shape() -> None:
 
 
 def test_room_ids_are_trimmed_deduplicated_and_cut() -> None:
-    assert protocol.parse_room_ids(" 1001 ,2002,1001,,3003", 2) == ["1001", "2002"]
-    assert protocol.parse_room_ids(None, 2) == []
+    assert protocol.parse_room_ids(" 1001 ,2002,1001,,3003, 3003", 2) == (
+        ["1001", "2002"],
+        [("3003", protocol.TOO_MANY_ROOMS)],
+    )
+    assert protocol.parse_room_ids(None, 2) == ([], [])
+    long = "r" * (protocol.MAX_NAME_LENGTH + 1)
+    assert protocol.parse_room_ids(f"a,{long}", 2) == (
+        ["a"],
+        [(long[: protocol.MAX_NAME_LENGTH], protocol.INVALID)],
+    )
+
+
+def test_cut_rooms_are_listed_up_to_the_cap() -> None:
+    rooms, refused = protocol.parse_room_ids(",".join(f"r{n}" for n in range(1000)), 2)
+    assert rooms == ["r0", "r1"]
+    assert len(refused) == protocol.MAX_REFUSED_LISTED
+    assert refused[0] == ("r2", protocol.TOO_MANY_ROOMS)
 
 
 def test_topic_specs() -> None:
@@ -84,13 +99,17 @@ def test_topic_specs() -> None:
         ("news", "*"),
         ("a:b", "c"),
     ]
-    assert bad == [":x"]
+    assert bad == [(":x", protocol.INVALID)]
 
 
 def test_topic_specs_past_the_limit_are_refused() -> None:
     specs, refused = protocol.parse_topic_specs("a,b,a,c,:x,d", limit=2)
     assert [t for _, t, _ in specs] == ["a", "b"]
-    assert refused == ["c", ":x", "d"]
+    assert refused == [
+        ("c", protocol.TOO_MANY_SUBSCRIPTIONS),
+        (":x", protocol.INVALID),
+        ("d", protocol.TOO_MANY_SUBSCRIPTIONS),
+    ]
 
 
 def _seconds(work: Callable[[], object], repeat: int = 9) -> float:

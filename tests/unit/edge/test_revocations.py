@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from roomcast_edge.metrics import EdgeMetrics
-from roomcast_edge.revocations import BatchedRevocations
+from roomcast_edge.revocations import BatchedRevocations, RevocationUnknown
 
 
 class FakePresence:
@@ -52,3 +52,18 @@ async def test_an_unreadable_redis_lets_connects_in_and_is_counted() -> None:
         False,
     ]
     assert metrics.redis_errors.labels("is_revoked")._value.get() >= 1
+
+
+async def test_the_strict_view_fails_closed_and_shares_the_lookups() -> None:
+    presence = FakePresence({"bad"})
+    checker = BatchedRevocations(presence, EdgeMetrics(CollectorRegistry()))
+    strict = checker.strict
+    answers = await asyncio.gather(strict.is_revoked("bad"), checker.is_revoked("ok"))
+    assert list(answers) == [True, False]
+    assert len(presence.calls) == 1  # refreshes and connects share one lookup
+    presence.fail = True
+    connect, refresh = await asyncio.gather(
+        checker.is_revoked("bad"), strict.is_revoked("bad"), return_exceptions=True
+    )
+    assert connect is False
+    assert isinstance(refresh, RevocationUnknown)

@@ -1,4 +1,5 @@
-"""Logging: JSON lines for machines, plain text for people; trace ids when in a span."""
+"""Logging: JSON lines for machines, plain text for people; trace ids when in a span;
+tokens redacted from every line (see redaction)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import orjson
 from opentelemetry import trace
 
 from roomcast_core.logfilter import RepeatFilter
+from roomcast_core.redaction import redact
 from roomcast_core.settings import LogSettings
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -48,12 +50,15 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return redact(orjson.dumps(entry, default=str).decode())
 
 
 class TextFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__(f"%(asctime)s {service:<9} %(levelname)-5s %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure_logging(settings: LogSettings, service: str) -> None:

@@ -5,6 +5,8 @@ Key layout (under roomcast:presence:):
     users:<room>   hash user_id -> how many of its connections are in the room
     edge:<edge>    set of [room, connection_id, user_id] JSON arrays an edge holds
     edges          sorted set edge id -> deadline (Redis clock, ms) of its last heartbeat
+    grave:<edge>   what a dead edge held, being removed by the sweep a chunk at a time
+    graves         set of the edges whose grave is not empty yet
 
 Every change goes through one Lua script per batch, so the transitions it causes
 (room_occupied, room_vacated, member_added, member_removed) are decided atomically:
@@ -13,6 +15,12 @@ same run appends them to the webhook outbox (a stream) and publishes the join/le
 notices, so a transition is never decided without being queued, nor queued twice.
 Adding a member twice or removing an absent one changes nothing and emits nothing,
 which makes every batch safe to send again after a failure.
+
+A dead edge is claimed whole in one step (unregistered, its set moved to its grave),
+then its members are removed a chunk per run. An edge that was only paused finds
+itself unregistered at its next heartbeat and writes all its members again; the
+sweep leaves alone the members it wrote back, so a heartbeat landing between two
+sweep runs never leaves an edge with part of its members gone.
 
 The keys of one room are computed inside the scripts: the layout assumes one Redis
 (or one primary), not a cluster.
@@ -41,8 +49,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local events, notices = {}, {}
 local function add(holder, room, conn, user, member)
   local rk = prefix .. 'room:' .. room
-  if redis.call('HSET', rk, conn, member) == 0 then return end
+  -- Held first, whether or not the member is new: one written back by an edge that
+  -- was swept is still in the room until the sweep reaches it, and must stay.
   redis.call('SADD', holder, cjson.encode({room, conn, user}))
+  if redis.call('HSET', rk, conn, member) == 0 then return end
   if redis.call('HLEN', rk) == 1 then
     events[#events + 1] = {name = 'room_occupied', room = room}
   end
@@ -97,23 +107,43 @@ return #events
 """
 )
 
-# ARGV[5] most members removed per run. Removes members of the first edge whose
-# heartbeat deadline has passed; returns 1 while such work remains, else 0.
+# ARGV[5] most members removed per run. One run either claims the first edge whose
+# heartbeat deadline has passed (unregisters it and moves its set to its grave, so
+# its next heartbeat, if it was only paused, says it was swept) or removes up to
+# ARGV[5] members of a grave, leaving those its edge has written back since. Returns
+# 1 while such work remains, else 0.
 _SWEEP = (
     _COMMON
     + """
-local edges = prefix .. 'edges'
-local dead = redis.call('ZRANGEBYSCORE', edges, '-inf', now, 'LIMIT', 0, 1)
-if #dead == 0 then return 0 end
-local holder = prefix .. 'edge:' .. dead[1]
-local entries = redis.call('SPOP', holder, tonumber(ARGV[5]))
-for _, entry in ipairs(entries) do
-  local e = cjson.decode(entry)
-  remove(holder, e[1], e[2], e[3])
+local edges, graves = prefix .. 'edges', prefix .. 'graves'
+local victim = redis.call('SRANDMEMBER', graves)
+if not victim then
+  local dead = redis.call('ZRANGEBYSCORE', edges, '-inf', now, 'LIMIT', 0, 1)
+  if #dead == 0 then return 0 end
+  victim = dead[1]
+  redis.call('ZREM', edges, victim)
+  local holder, grave = prefix .. 'edge:' .. victim, prefix .. 'grave:' .. victim
+  if redis.call('EXISTS', holder) == 1 then
+    if redis.call('EXISTS', grave) == 1 then
+      redis.call('SUNIONSTORE', grave, grave, holder)
+      redis.call('DEL', holder)
+    else
+      redis.call('RENAME', holder, grave)
+    end
+    redis.call('SADD', graves, victim)
+  end
+  return 1
+end
+local grave, holder = prefix .. 'grave:' .. victim, prefix .. 'edge:' .. victim
+for _, entry in ipairs(redis.call('SPOP', grave, tonumber(ARGV[5]))) do
+  if redis.call('SISMEMBER', holder, entry) == 0 then
+    local e = cjson.decode(entry)
+    remove(grave, e[1], e[2], e[3])
+  end
 end
 emit()
-if redis.call('SCARD', holder) == 0 then
-  redis.call('ZREM', edges, dead[1])
+if redis.call('SCARD', grave) == 0 then
+  redis.call('SREM', graves, victim)
 end
 return 1
 """

@@ -40,6 +40,8 @@ MAX_TOKEN_LENGTH = 8192
 # Claims every token must carry (pyjwt's `require` for the asymmetric ones).
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "jti")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# Bound of exp and iat (seconds): far beyond any real date, well within a float.
+MAX_TIME = 2**53
 # Accepted token headers whose verdict a verifier keeps (see TokenVerifier._header).
 HEADER_VERDICTS = 16
 
@@ -174,12 +176,26 @@ def _hmac_secret(key: VerificationKey) -> bytes | None:
     return bytes(prepared)
 
 
+def _is_text(value: str) -> bool:
+    """Whether `value` can be encoded: JSON's `\\udcff` escapes give lone surrogates,
+    which every encoder downstream (orjson, Redis, the presence script) refuses."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _string_list(payload: dict[str, Any], name: str) -> tuple[str, ...] | None:
     value = payload.get(name)
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TokenError("malformed", f"claim {name!r} must be a list of strings")
+    if not all(_is_text(v) for v in value):
+        raise TokenError("malformed", f"claim {name!r} holds text that is not valid Unicode")
     return tuple(value)
 
 
@@ -323,12 +339,18 @@ class TokenVerifier:
             raise TokenError("malformed", "claims sub, jti and did must be strings")
         if not (sub and jti and did):
             raise TokenError("malformed", "claims sub, jti and did must not be empty")
+        if not (_is_text(sub) and _is_text(jti) and _is_text(did)):
+            raise TokenError("malformed", "claims sub, jti and did must be valid Unicode text")
         if (
             not (isinstance(exp, int) and isinstance(iat, int))
             or isinstance(exp, bool)
             or isinstance(iat, bool)
         ):
             raise TokenError("malformed", "claims exp and iat must be integers")
+        # Deadlines are computed in floats: an integer no float can hold would fail
+        # every step after the check, so it is refused here.
+        if not (-MAX_TIME < exp < MAX_TIME and -MAX_TIME < iat < MAX_TIME):
+            raise TokenError("malformed", "claims exp and iat are out of range")
         return TokenClaims(
             sub=sub,
             did=did,

@@ -75,7 +75,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS_KEY],
         asyncio.get_running_loop(),
         verifier=app[VERIFIER_KEY],
-        revocations=app[REVOCATIONS_KEY],
+        revocations=app[REVOCATIONS_KEY].strict,  # a refresh fails closed
         leeway=settings.jwt.leeway,
         presence=app[ROOM_PRESENCE_KEY] if settings.edge.presence else None,
         edge_id=app[EDGE_ID_KEY],

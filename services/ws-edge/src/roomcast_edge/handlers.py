@@ -73,7 +73,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if not node.caught_up:
         return _refuse(metrics, 503, "not_ready", "this edge is still reading the stream")
     # Linear and cut to their limits before any other work, however long the URL.
-    rooms = protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms)
+    rooms, cut = protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms)
     topics, bad_topics = protocol.parse_topic_specs(
         request.query.get("topics"), settings.max_subscriptions
     )
@@ -82,7 +82,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if not node.reserve():
         return _refuse(metrics, 503, "too_many_connections", "this edge is full, reconnect")
     try:
-        return await _connect(request, node, rooms, topics, bad_topics)
+        return await _connect(request, node, rooms, topics, [*cut, *bad_topics])
     finally:
         node.release()
 
@@ -92,7 +92,7 @@ async def _connect(
     node: Node,
     rooms: list[str],
     topics: list[tuple[str, str, str]],
-    bad_topics: list[str],
+    refused: list[protocol.Refusal],
 ) -> web.StreamResponse:
     app = request.app
     metrics = app[METRICS_KEY]
@@ -122,7 +122,7 @@ async def _connect(
     connect = ConnectRequest(
         rooms=rooms,
         topics=topics,
-        bad_topics=bad_topics,
+        refused=refused,
         since=since,
         rewind=rewind,
         log_start=log_start,
@@ -151,14 +151,32 @@ async def _connect(
         settings.max_fragments,
         new_connection_id(node.edge_id),
     )
-    tail = take_over(request, transport, conn)
-    node.open(conn, connect)
+    # Registered while aiohttp still owns the socket: if anything fails, `Node.open`
+    # has undone the registration and the client gets an HTTP answer, not a socket
+    # that is counted and pushed to but never upgraded.
+    try:
+        node.open(conn, connect)
+    except Exception:
+        log.exception("connect failed after its checks passed")
+        return _refuse(metrics, 500, "internal_error", "the connection could not be opened")
+    try:
+        tail = take_over(request, transport, conn)
+    except BaseException:
+        node.forget(conn)
+        raise
     # The 101 and the `connected` message in one write: one send instead of two per
     # handshake. The 101 is still first on the socket: `Node.open` only queues (nothing
     # it does writes to the transport), and frames in `tail` are answered after this.
     node.fanout.flush_now(conn, first=upgrade.response)
     if tail:
-        conn.data_received(tail)
+        try:
+            conn.data_received(tail)
+        except Exception:
+            # What asyncio does when a protocol's data_received raises: the socket
+            # goes, and with it (connection_lost) every trace of the connection.
+            log.exception("frames sent with the upgrade could not be handled")
+            node.forget(conn)
+            transport.abort()
     return TakenOver()
 
 

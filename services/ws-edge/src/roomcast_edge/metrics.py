@@ -16,6 +16,7 @@ DROP_REASONS = (
     "rate_limited",
     "drain",
     "frame_too_large",
+    "stream_gap",
 )
 
 
@@ -43,6 +44,11 @@ class EdgeMetrics:
         )
         for reason in DROP_REASONS:
             self.drops.labels(reason)
+        self.stream_gaps = Counter(
+            "roomcast_edge_stream_gaps",
+            "Jumps in a Redis stream's offsets: entries trimmed before this edge read them",
+            registry=registry,
+        )
         self.undecodable = Counter(
             "roomcast_edge_undecodable",
             "Kafka records skipped because they are not roomcast messages",

@@ -46,6 +46,8 @@ CLOSE_SLOW = (4008, "slow consumer")
 CLOSE_REVOKED = (1008, "token revoked")
 CLOSE_ABUSE = (1008, "rate limit exceeded")
 CLOSE_RESTART = (1012, "service restart")
+# The edge lost records it never read (see `gap`): reconnect, with `since`, anywhere.
+CLOSE_GAP = CLOSE_RESTART
 
 __all__ = ["ConnectRequest", "Node"]
 
@@ -121,6 +123,21 @@ class Node:
             if skip is not None and skip.pop(partition, None) is not None and not skip:
                 conn.skip = None
 
+    def gap(self, partition: int, first_offset: int) -> None:
+        """Records of `partition` before `first_offset` were trimmed from the bus before
+        this edge read them (it fell that far behind).
+
+        The history starts again at `first_offset`, so a vector inside the hole is
+        answered `recovered: false`. Every open connection may have missed some of
+        those records and would carry on past them without knowing: each is closed
+        (1012, reconnect with `since` after a jittered delay) before the first record
+        after the hole is pushed. Its `since` then gets `recovered: true` from an
+        edge that read the hole, `false` here.
+        """
+        self.start_partition(partition, first_offset)
+        for conn in list(self.connections.values()):
+            self.close(conn, *CLOSE_GAP, drop="stream_gap")
+
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
         if not self.history.append(publication):
             return 0  # a record read twice (after a consumer restart) is never pushed twice
@@ -184,19 +201,28 @@ class Node:
         self._reserved -= 1
 
     def open(self, conn: Connection, request: ConnectRequest) -> None:
-        """Register conn and queue `connected` plus any replay, in one synchronous step."""
+        """Register conn and queue `connected` plus any replay, in one synchronous step.
+
+        All or nothing: if any step raises, conn is taken out of every index again
+        (a connection counted and pushed to but never told `connected` is the worst
+        of both) and the error goes to the caller, which still owns the socket.
+        """
         self.fanout.attach(conn)
         self.connections[conn.id] = conn
-        self.tokens.add(conn)
-        opened = self.dispatcher.open(conn, request, time.time())
+        try:
+            self.tokens.add(conn)
+            opened = self.dispatcher.open(conn, request, time.time())
+            if opened.unknown_partitions:
+                self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
+            self.fanout.send(conn, text_frame(opened.hello))
+            self.fanout.replay(conn, opened.replay)
+            for job in opened.replay:
+                if isinstance(job, DeepJob) and self.deep is not None:
+                    self.deep.start(conn, job)  # its older part comes from the bus
+        except BaseException:
+            self.forget(conn)
+            raise
         self._count_recovery(opened.recovered)
-        if opened.unknown_partitions:
-            self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
-        self.fanout.send(conn, text_frame(opened.hello))
-        self.fanout.replay(conn, opened.replay)
-        for job in opened.replay:
-            if isinstance(job, DeepJob) and self.deep is not None:
-                self.deep.start(conn, job)  # its older part comes from the bus
 
     def handle_text(self, conn: Connection, data: str | bytes) -> None:
         if conn.closed:

@@ -248,21 +248,24 @@ class BatchedPresence:
         # is found by the next sweep (a quarter TTL later), within the TTL in all.
         return max(self.ttl / 4, 0.1)
 
-    async def beat(self) -> None:
-        """Renew this edge's deadline; write everything again if it had been swept."""
+    async def beat(self) -> bool:
+        """Renew this edge's deadline; write everything again if it had been swept
+        (then True)."""
         try:
             anew = await self.store.heartbeat(self.edge_id, int(self.ttl * 750))
         except Exception as exc:
             self.metrics.errors.labels("heartbeat").inc()
             self.degraded = self.degraded or "presence heartbeat failed"
             log.warning("presence heartbeat failed", extra={"error": repr(exc)})
-            return
+            return False
         if self._flushing is None and not len(self.pending):
             self.degraded = None  # a flush still retrying clears it when it succeeds
         if anew and self.ledger.count:
             log.warning("this edge's presence was swept, writing it again")
             self.pending.restore(self.ledger.everything())
             self._kick()
+            return True
+        return False
 
     async def sweep(self) -> None:
         """Remove the members of edges whose heartbeat lapsed."""
@@ -278,8 +281,10 @@ class BatchedPresence:
     async def run(self) -> None:
         """Heartbeat and sweep every quarter TTL, until cancelled."""
         while True:
-            await self.beat()
-            await self.sweep()
+            # Just found swept: its own grave is not swept before the members are
+            # written back (the next round is a quarter TTL away), or they would flap.
+            if not await self.beat():
+                await self.sweep()
             await asyncio.sleep(self.interval)
 
     async def listen_notices(self, deliver: Callable[[str, str, bytes], None]) -> None:

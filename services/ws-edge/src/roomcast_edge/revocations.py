@@ -1,4 +1,4 @@
-"""Revocation checks at connect, batched: one Redis MGET for every connect waiting.
+"""Revocation checks at connect and refresh, batched: one Redis MGET for every check waiting.
 
 While one lookup is in flight, the tokens of new connects gather for the next one,
 so a storm of handshakes costs a few MGETs instead of one GET (and often one pooled
@@ -17,8 +17,13 @@ from roomcast_edge.metrics import EdgeMetrics
 log = logging.getLogger(__name__)
 
 
+class RevocationUnknown(ConnectionError):
+    """Whether a token is revoked could not be read (Redis unreachable)."""
+
+
 class BatchedRevocations:
-    """RevocationChecker for connects. Fails open: see is_revoked."""
+    """RevocationChecker for connects, failing open (see is_revoked); `strict` is the
+    same lookup failing closed, for refreshes."""
 
     def __init__(self, presence: Presence, metrics: EdgeMetrics) -> None:
         self._presence = presence
@@ -34,6 +39,13 @@ class BatchedRevocations:
         the sweep once Redis is back. Refusing every client during an outage would
         be worse for a push service whose tokens are short-lived and signed.
         """
+        try:
+            return await self.lookup(jti)
+        except RevocationUnknown:
+            return False  # logged and counted once per lookup, in _run
+
+    async def lookup(self, jti: str) -> bool:
+        """Whether jti is revoked; RevocationUnknown when Redis cannot be read."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(jti, []).append(future)
         if self._lookup is None:
@@ -49,9 +61,14 @@ class BatchedRevocations:
                 except Exception as exc:
                     self._metrics.redis_errors.labels("is_revoked").inc()
                     log.warning(
-                        "revocation unreadable, connecting anyway", extra={"error": repr(exc)}
+                        "revocations unreadable: connects go on, refreshes are refused",
+                        extra={"error": repr(exc)},
                     )
-                    revoked = set()
+                    for futures in waiting.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(RevocationUnknown(repr(exc)))
+                    continue
                 for jti, futures in waiting.items():
                     for future in futures:
                         if not future.done():
@@ -62,3 +79,23 @@ class BatchedRevocations:
                 for future in futures:
                     future.cancel()
             self._waiting = {}
+
+    @property
+    def strict(self) -> StrictRevocations:
+        return StrictRevocations(self)
+
+
+class StrictRevocations:
+    """RevocationChecker for refreshes: fails closed (raises RevocationUnknown).
+
+    A refresh refused during an outage costs nothing: the connection keeps its
+    current token, and clients refresh at 70-85 % of its lifetime, so they retry.
+    Letting it through would let a revoked token extend a connection for its whole
+    new lifetime, and the revocation sweep cannot run while Redis is away.
+    """
+
+    def __init__(self, batched: BatchedRevocations) -> None:
+        self._batched = batched
+
+    async def is_revoked(self, jti: str) -> bool:
+        return await self._batched.lookup(jti)

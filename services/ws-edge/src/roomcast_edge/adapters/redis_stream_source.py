@@ -9,7 +9,9 @@ XREAD BLOCK waits on all streams at once.
 Redis going away is ridden out: the source keeps the id of the last entry read
 and carries on after it once Redis answers again, so with AOF nothing is lost or
 read twice. A stream whose offsets went backwards (Redis came back without its
-data, or the streams were deleted) has its history reset, as on Kafka.
+data, or the streams were deleted) has its history reset, as on Kafka. Offsets
+are dense, so entries trimmed before this edge read them (it fell more than
+MAX_LEN behind) show as a jump: the sink is told (`gap`) before anything after it.
 An entry in the wrong shape (no whole `offset`, a value that is not a roomcast
 message) is counted, logged at most every few seconds, and skipped.
 """
@@ -176,10 +178,15 @@ class RedisStreamSource:
                 self._undecodable.skipped(partition, None, exc)
                 continue
             offset = entry.offset
-            if offset <= self._last.get(partition, -1):
+            last = self._last.get(partition, -1)
+            if offset <= last:
                 # Ids only grow, so a smaller offset after a later id is a counter that
                 # started over: the stream's offsets now name other records.
                 self._reset(partition, offset)
+            elif offset > last + 1:
+                # Offsets are dense (one counter per stream), so a jump is entries
+                # trimmed (MAXLEN/MINID) while this edge was behind: never read.
+                self._gap(partition, last + 1, offset)
             self._last[partition] = offset
             try:
                 message = decode_value(entry.value)
@@ -213,6 +220,18 @@ class RedisStreamSource:
                 propagate.extract(carrier),
                 {"messaging.system": "redis", "messaging.destination.name": key},
             )
+
+    def _gap(self, partition: int, missing: int, first: int) -> None:
+        log.warning(
+            "entries trimmed before they were read: history of the partition restarts",
+            extra={
+                "stream": stream_key(self._settings.stream, partition),
+                "missing_from": missing,
+                "reading_from": first,
+            },
+        )
+        self._metrics.stream_gaps.inc()
+        self._sink.gap(partition, first)
 
     def _reset(self, partition: int, first: int) -> None:
         log.warning(

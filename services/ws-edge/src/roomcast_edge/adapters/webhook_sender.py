@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 16
 # Entries read or claimed per call.
 BATCH = 32
+# Pending entries one XPENDING call returns, and looked at per scan at most: a scan
+# goes on where the last one stopped, so with any backlog every entry comes round
+# (in backlog / SCAN_ENTRIES scans), not only the oldest ones.
+PAGE = 128
+SCAN_ENTRIES = 1024
 # Milliseconds XREADGROUP waits for new entries.
 BLOCK_MS = 1000
 # Seconds between scans of the pending entries, at most.
@@ -128,6 +133,8 @@ class WebhookSender:
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         scanned = 0.0
         failing = False
+        # Where the next scan of the pending entries starts (an XPENDING range start).
+        cursor = "-"
         while True:
             try:
                 await self._ensure_group(group)
@@ -138,7 +145,7 @@ class WebhookSender:
                     now = time.monotonic()
                     if now - scanned >= SCAN_SECONDS:
                         scanned = now
-                        await self._retry_pending(session, url, group, slots)
+                        cursor = await self._retry_pending(session, url, group, slots, cursor)
                     await self._read_new(session, url, group, slots)
             except asyncio.CancelledError:
                 raise
@@ -162,28 +169,61 @@ class WebhookSender:
             await self._post_all(session, url, group, slots, entries)
 
     async def _retry_pending(
-        self, session: aiohttp.ClientSession, url: str, group: str, slots: asyncio.Semaphore
-    ) -> None:
-        pending = await self.client.xpending_range(
-            self.stream, group, "-", "+", BATCH * 4, idle=int(self.schedule.timeout * 1000)
-        )
-        now_ms = int(time.time() * 1000)
-        for item in pending:
-            entry_id = _text(item["message_id"])
-            if self.schedule.expired(webhooks.entry_time_ms(entry_id), now_ms):
-                await self.client.xack(self.stream, group, entry_id)
-                self.metrics.deliveries.labels("given_up").inc()
-                log.error("webhook given up", extra={"id": entry_id, "url": url})
-                continue
-            due = self.schedule.idle_before_retry(int(item["times_delivered"]))
-            if int(item["time_since_delivered"]) < due * 1000 or slots.locked():
-                continue
-            claimed = await self.client.xclaim(
-                self.stream, group, self.consumer, int(due * 1000), [entry_id]
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        group: str,
+        slots: asyncio.Semaphore,
+        start: str,
+    ) -> str:
+        """Retry the due entries among at most SCAN_ENTRIES pending ones from `start`
+        on; returns where the next scan starts ("-" once the end was reached).
+
+        Entries not due yet are passed over, never waited on: a scan that always began
+        at the oldest would see only the oldest entries of a backlog against a failing
+        receiver, and the newer ones would never be retried.
+        """
+        looked = 0
+        while looked < SCAN_ENTRIES:
+            pending = await self.client.xpending_range(
+                self.stream, group, start, "+", PAGE, idle=int(self.schedule.timeout * 1000)
             )
-            if claimed:
-                self.metrics.retries.inc()
-                await self._post_all(session, url, group, slots, claimed)
+            now_ms = int(time.time() * 1000)
+            for item in pending:
+                entry_id = _text(item["message_id"])
+                if slots.locked():
+                    return entry_id  # no post can start now: this entry comes first next time
+                start = "(" + entry_id
+                await self._retry_one(session, url, group, slots, item, entry_id, now_ms)
+            looked += len(pending)
+            if len(pending) < PAGE:
+                return "-"
+        return start
+
+    async def _retry_one(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        group: str,
+        slots: asyncio.Semaphore,
+        item: dict[str, Any],
+        entry_id: str,
+        now_ms: int,
+    ) -> None:
+        if self.schedule.expired(webhooks.entry_time_ms(entry_id), now_ms):
+            await self.client.xack(self.stream, group, entry_id)
+            self.metrics.deliveries.labels("given_up").inc()
+            log.error("webhook given up", extra={"id": entry_id, "url": url})
+            return
+        due = self.schedule.idle_before_retry(int(item["times_delivered"]))
+        if int(item["time_since_delivered"]) < due * 1000:
+            return
+        claimed = await self.client.xclaim(
+            self.stream, group, self.consumer, int(due * 1000), [entry_id]
+        )
+        if claimed:
+            self.metrics.retries.inc()
+            await self._post_all(session, url, group, slots, claimed)
 
     async def _post_all(
         self,

@@ -42,7 +42,8 @@ class ConnectRequest:
 
     rooms: list[str]
     topics: list[tuple[str, str, str]]  # (as written, topic, type)
-    bad_topics: list[str]
+    # Refused while reading the URL: rooms past MAX_ROOMS, unreadable or surplus topics.
+    refused: list[protocol.Refusal]
     since: dict[int, int] | None
     rewind: int = 0  # the latest N matching messages first (never with `since`)
     # Per partition, the first offset the bus still holds, when `since` is older than
@@ -126,19 +127,18 @@ class Dispatcher(Generic[S]):
     def open(self, session: S, request: ConnectRequest, now: float) -> Opened:
         """Register the session with its allowed rooms and topics; select its replay."""
         claims = session.claims
-        refused: list[str] = []
+        refused: list[protocol.Refusal] = []
         rooms = [r for r in request.rooms if protocol.allowed(claims.rooms, r)]
-        refused.extend(r for r in request.rooms if r not in rooms)
+        refused.extend((r, protocol.NOT_ALLOWED) for r in request.rooms if r not in rooms)
         subscriptions: list[tuple[str, str]] = []
         for spec, topic, type_ in request.topics:
-            if (
-                protocol.allowed(claims.topics, topic)
-                and len(subscriptions) < self.limits.max_subscriptions
-            ):
+            if not protocol.allowed(claims.topics, topic):
+                refused.append((spec, protocol.NOT_ALLOWED))
+            elif len(subscriptions) < self.limits.max_subscriptions:
                 subscriptions.append((topic, type_))
             else:
-                refused.append(spec)
-        refused.extend(request.bad_topics)
+                refused.append((spec, protocol.TOO_MANY_SUBSCRIPTIONS))
+        refused.extend(request.refused)
 
         history = self.history
         history.expire(now)

@@ -20,6 +20,10 @@ class PublicationSink(Protocol):
         """Kafka's offsets of `partition` went backwards: reading starts over at
         `first_offset`, and offsets read before name other records."""
 
+    def gap(self, partition: int, first_offset: int) -> None:
+        """The offsets of `partition` jumped to `first_offset`: the records between
+        were removed from the bus (trimmed) before this edge read them."""
+
     def publish(self, publication: Publication, receive_epoch: float | None, live: bool) -> int:
         """Remember it; when live, deliver it. Returns the number of recipients."""
 

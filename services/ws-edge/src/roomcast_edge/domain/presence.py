@@ -77,6 +77,10 @@ class Ledger:
     def diff(self, member: Member, rooms: frozenset[str], now_ms: int) -> list[Change]:
         """The changes that take `member` from the rooms it was in to `rooms`."""
         held = self._held.get(member.id)
+        added = [r for r in rooms if held is None or r not in held.rooms]
+        # Encoded before anything changes: a member that cannot be encoded leaves the
+        # ledger as it was. One body serves every room it joins now.
+        body = member_json(member, now_ms) if added else b""
         if held is None:
             if not rooms:
                 return []
@@ -86,12 +90,10 @@ class Ledger:
             del held.rooms[room]
             self.count -= 1
             changes.append(Change(room, member.id, held.user_id, None))
-        for room in rooms:
-            if room not in held.rooms:
-                body = member_json(member, now_ms)
-                held.rooms[room] = body
-                self.count += 1
-                changes.append(Change(room, member.id, held.user_id, body))
+        for room in added:
+            held.rooms[room] = body
+            self.count += 1
+            changes.append(Change(room, member.id, held.user_id, body))
         if not held.rooms:
             del self._held[member.id]
         return changes

@@ -26,6 +26,14 @@ ACTIONS = ("subscribe", "unsubscribe", "ping", "join", "leave", "refresh", "pres
 MAX_NAME_LENGTH = 256
 # Connect-time refusals listed in `connected`, at most: a long list says no more.
 MAX_REFUSED_LISTED = 64
+# Why a connect-time room or subscription was refused (`refused_reasons` in `connected`).
+NOT_ALLOWED = "not_allowed"  # outside the token's rooms or topics claim
+TOO_MANY_ROOMS = "too_many_rooms"  # past MAX_ROOMS
+TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # past MAX_SUBSCRIPTIONS
+INVALID = "invalid"  # not a readable name
+
+# (what the client asked for, as it was written; why it was refused)
+Refusal = tuple[str, str]
 # `rewind` asks for at most this many of the latest messages.
 MAX_REWIND = 100
 
@@ -174,10 +182,12 @@ def connected(
     connection_id: str,
     rooms: list[str],
     position: str,
-    refused: list[str],
+    refused: list[Refusal],
     recovered: bool | None,
     expires_in: int | None = None,
 ) -> bytes:
+    """`refused` lists the names alone (its shape since the first release); each one's
+    reason is under `refused_reasons`, keyed by the name."""
     body: dict[str, Any] = {
         "action": "connected",
         "status": "ok",
@@ -187,7 +197,8 @@ def connected(
         "timestamp": now_ms(),
     }
     if refused:
-        body["refused"] = refused
+        body["refused"] = [name for name, _ in refused]
+        body["refused_reasons"] = dict(refused)
     if recovered is not None:
         body["recovered"] = recovered
     if expires_in is not None:
@@ -211,25 +222,38 @@ def _items(raw: str) -> Iterator[str]:
         start = end + 1
 
 
-def parse_room_ids(raw: str | None, max_rooms: int) -> list[str]:
-    """roomIds: comma-separated, trimmed, de-duplicated (first wins), cut to max_rooms.
+def parse_room_ids(raw: str | None, max_rooms: int) -> tuple[list[str], list[Refusal]]:
+    """roomIds: comma-separated, trimmed, de-duplicated (first wins), cut to max_rooms
+    -> (rooms, refusals): the rooms cut and the names too long to be rooms.
 
-    Reading stops at the limit: a long list costs no more than a short one.
+    Reading stops once MAX_REFUSED_LISTED refusals are listed: a long list costs no
+    more than a short one.
     """
     rooms: list[str] = []
-    if not raw or max_rooms <= 0:
-        return rooms
+    refused: list[Refusal] = []
+    if not raw:
+        return rooms, refused
+    seen: set[str] = set()
     for part in _items(raw):
         room = part.strip()
-        if room and room not in rooms and len(room) <= MAX_NAME_LENGTH:
-            rooms.append(room)  # `in` scans at most max_rooms entries
-            if len(rooms) >= max_rooms:
-                break
-    return rooms
+        if not room or room in seen:
+            continue
+        if len(room) > MAX_NAME_LENGTH:
+            refused.append((room[:MAX_NAME_LENGTH], INVALID))
+        elif len(rooms) < max_rooms:
+            rooms.append(room)
+        else:
+            refused.append((room, TOO_MANY_ROOMS))
+        seen.add(room)
+        if len(refused) >= MAX_REFUSED_LISTED:
+            break
+    return rooms, refused
 
 
-def parse_topic_specs(raw: str | None, limit: int) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """topics=order:event,quotes:* -> ([(spec, topic, type)], [refused specs]).
+def parse_topic_specs(
+    raw: str | None, limit: int
+) -> tuple[list[tuple[str, str, str]], list[Refusal]]:
+    """topics=order:event,quotes:* -> ([(spec, topic, type)], [refusals]).
 
     The type follows the last ":"; no ":" (or an empty type) means every type.
     Linear in the length of `raw`: the first `limit` distinct specs are kept, the
@@ -237,7 +261,7 @@ def parse_topic_specs(raw: str | None, limit: int) -> tuple[list[tuple[str, str,
     MAX_REFUSED_LISTED refusals are listed.
     """
     specs: list[tuple[str, str, str]] = []
-    refused: list[str] = []
+    refused: list[Refusal] = []
     seen: set[tuple[str, str]] = set()
     for part in _items(raw or ""):
         if len(specs) >= limit and len(refused) >= MAX_REFUSED_LISTED:
@@ -251,7 +275,7 @@ def parse_topic_specs(raw: str | None, limit: int) -> tuple[list[tuple[str, str,
         topic, type_ = topic.strip(), type_.strip() or ANY_TYPE
         if not topic or len(topic) > MAX_NAME_LENGTH or len(type_) > MAX_NAME_LENGTH:
             if len(refused) < MAX_REFUSED_LISTED:
-                refused.append(spec[:MAX_NAME_LENGTH])
+                refused.append((spec[:MAX_NAME_LENGTH], INVALID))
             continue
         if (topic, type_) in seen:
             continue
@@ -259,7 +283,7 @@ def parse_topic_specs(raw: str | None, limit: int) -> tuple[list[tuple[str, str,
         if len(specs) < limit:
             specs.append((spec, topic, type_))
         elif len(refused) < MAX_REFUSED_LISTED:
-            refused.append(spec)
+            refused.append((spec, TOO_MANY_SUBSCRIPTIONS))
     return specs, refused
 
 
