@@ -94,7 +94,8 @@ class ServiceProcess:
             self.stop()
             raise RuntimeError(f"{self.name} did not become ready:\n{logs}") from None
         if self.exited:
-            raise RuntimeError(f"{self.name} exited at start:\n{self.logs()}")
+            code = self.process.returncode
+            raise RuntimeError(f"{self.name} exited at start ({code}):\n{self.logs()}")
 
     @property
     def exited(self) -> bool:
