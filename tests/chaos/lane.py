@@ -313,6 +313,14 @@ async def _check_end(lane: Lane, receiver: WebhookReceiver, report: LaneReport) 
     report.checks.append(
         Check("every client back and caught up", all(settled), f"{sum(settled)}/{len(settled)}")
     )
+    unrecovered = [e for e in fleet.events if e[2] == "recovered false"]
+    report.checks.append(
+        Check(
+            "no recovered: false (retention and MAX_REPLAY are out of reach here)",
+            not unrecovered,
+            f"{len(unrecovered)} times, first at {unrecovered[0][0]} s" if unrecovered else "none",
+        )
+    )
     errors = [f"{h.fault.kind}: {h.error[:300]}" for h in report.schedule if h.error]
     report.checks.append(
         Check("every fault inflicted and healed (processes restart)", not errors, str(errors))
