@@ -118,7 +118,14 @@ async def _connect(
         return _refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
     log_start = None
     if since is not None and not node.history.covers(since):
-        log_start = await _log_start(app[ARCHIVE_KEY], node)
+        archive = app[ARCHIVE_KEY]
+        log_start = await _log_start(archive, node)
+        if log_start is None and archive is not None:
+            # The bus most likely still holds what the client missed: answering
+            # recovered: false for an outage would be a lie. It retries in a moment.
+            return _refuse(
+                metrics, 503, "bus_unavailable", "the bus cannot be read right now, retry"
+            )
     connect = ConnectRequest(
         rooms=rooms,
         topics=topics,
