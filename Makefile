@@ -19,7 +19,7 @@ install-runtime: ## install what running the stack needs: uv, Python deps (locke
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
-install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, centrifugo, podman
+install: install-runtime ## install what the tests need too: chromium, nginx, helm, jaeger, toxiproxy, centrifugo, podman
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
 	@scripts/ensure-toxiproxy.sh >/dev/null

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from roomcast_edge.domain.frames import deflate_text_frame, frame_payload
 from roomcast_edge.domain.replay import Replay, ReplayBehind, ReplayJob
 from roomcast_edge.domain.replay_index import ReplayIndex
 from roomcast_edge.transport.connection import Connection
@@ -133,7 +132,7 @@ class Fanout:
         limit = self._limit
         dirty = self._dirty
         slow: list[Connection] | None = None
-        compressed: dict[int, bytes] | None = None
+        shared: dict[int, bytes] | None = None
         count = 0
         for conn in conns:
             if (
@@ -143,13 +142,12 @@ class Fanout:
             ):
                 continue
             data = frame
-            if conn.deflate:
-                # Compressed once per message (per window size), shared by all.
-                if compressed is None:
-                    compressed = {}
-                data = compressed.get(conn.deflate) or compressed.setdefault(
-                    conn.deflate, deflate_text_frame(frame_payload(frame), conn.deflate)
-                )
+            if conn.recode:
+                # Compressed (once per message and window size) or another transport's
+                # encoding: the connection makes it, the plain path checks one flag.
+                if shared is None:
+                    shared = {}
+                data = conn.encode_push(frame, partition, offset, shared)
             pending = conn.pending
             if not pending:
                 dirty.append(conn)
@@ -213,6 +211,8 @@ class Fanout:
                 slow.append(conn)
                 continue
             if data:
+                if conn.recode:
+                    data = conn.encode_replayed(data)
                 transport.write(data)  # may pause the connection at once
             if done:
                 conn.replay = None
