@@ -124,9 +124,13 @@ async def open_stream(
 ) -> AsyncIterator[Stream]:
     """A stream that must open (200); its `connected` event is left to read."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=WAIT)
-    async with session.get(sse_url(base, **query), headers=headers, timeout=timeout) as response:
+    async with asyncio.timeout(WAIT):  # the head, at least, comes at once
+        response = await session.get(sse_url(base, **query), headers=headers, timeout=timeout)
+    try:
         assert response.status == 200, (response.status, await response.text())
         yield Stream(response)
+    finally:
+        response.close()
 
 
 async def post_request(
