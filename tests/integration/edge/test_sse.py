@@ -155,7 +155,8 @@ async def test_requests_posted_for_a_stream_are_answered_in_the_response(
     raw = token(topics=["news"])
     base = edge.edge.url
     async with open_stream(session, base, token=raw) as stream:
-        cid = (await stream.connected())["connection_id"]
+        hello = await stream.connected()
+        cid = hello["connection_id"]
 
         async def ask(action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
             body: dict[str, Any] = {"request_id": f"q-{action}", "action": action}
@@ -184,6 +185,14 @@ async def test_requests_posted_for_a_stream_are_answered_in_the_response(
         assert (await ask("leave", {"room": "lobby"}))["status"] == "ok"
         unknown = await ask("dance")
         assert unknown["status"] == "fail"
+        # A join with `since`: the reply says recovered, the replay follows on the stream.
+        missed = [message({"n": i}, room="hist") for i in range(2)]
+        await feed.send_many(missed)
+        joined = await ask("join", {"room": "hist", "since": hello["position"]})
+        assert joined["recovered"] is True
+        replayed = await stream.pushes(2)
+        assert [e.json()["meta"]["message_id"] for e in replayed] == [m.message_id for m in missed]
+        assert all(e.id for e in replayed)
 
         # A refresh: the new token is the stream's from then on.
         fresh = token(topics=["news"], ttl=1200)

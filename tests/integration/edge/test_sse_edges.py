@@ -147,3 +147,27 @@ async def test_a_slow_reader_is_closed_with_4008_and_a_good_one_is_unaffected(
     slow.close()
     assert received.startswith(b"HTTP/1.1 200 OK\r\n")
     assert received.endswith(b'event: close\ndata: {"code":4008,"reason":"slow consumer"}\n\n')
+
+
+async def test_the_request_rate_limit_applies_to_posted_requests(
+    infra: Infra, topic: str, start_service: ServiceFactory, session: aiohttp.ClientSession
+) -> None:
+    # A rate whose burst holds less than one request: every request is over it.
+    edge = start_service("edge", infra.env(topic, ROOMCAST_EDGE__REQUEST_RATE="0.1"))
+    raw = token()
+    async with open_stream(session, edge.url, token=raw) as stream:
+        cid = (await stream.connected())["connection_id"]
+        ping = {"request_id": "p", "action": "ping"}
+        status, reply = await post_request(session, edge.url, cid, raw, ping)
+        assert status == 429
+        assert reply["status"] == "fail"
+        assert "rate limit" in reply["error_message"]
+        # A client that keeps going regardless is closed, as on a WebSocket.
+        for _ in range(250):
+            status, _ = await post_request(session, edge.url, cid, raw, ping)
+            if status != 429:
+                break
+        assert status == 404
+        close = await stream.close_event()
+        assert close.json() == {"code": 1008, "reason": "rate limit exceeded"}
+    assert metric(edge, 'roomcast_edge_sse_requests_total{status="429",where="here"}') == 199
