@@ -171,3 +171,23 @@ async def test_the_request_rate_limit_applies_to_posted_requests(
         close = await stream.close_event()
         assert close.json() == {"code": 1008, "reason": "rate limit exceeded"}
     assert metric(edge, 'roomcast_edge_sse_requests_total{status="429",where="here"}') == 199
+
+
+async def test_presence_pushes_reach_a_stream_as_events_without_an_id(
+    infra: Infra, topic: str, start_service: ServiceFactory, session: aiohttp.ClientSession
+) -> None:
+    edge = start_service("edge", infra.env(topic, ROOMCAST_EDGE__PRESENCE_EVENTS="true"))
+    async with open_stream(session, edge.url, token=token(), roomIds="hall") as stream:
+        await stream.connected()
+        other = TokenIssuer("HS256", SECRET).issue("user-2", "device-2", 600).token
+        ws, _ = await connect(edge, token=other, roomIds="hall")
+        async with ws:
+            (event,) = await stream.pushes(1)
+            assert event.id is None
+            notice = event.json()
+            assert (notice["action"], notice["event"], notice["room"]) == (
+                "presence",
+                "join",
+                "hall",
+            )
+            assert notice["member"]["user_id"] == "user-2"
