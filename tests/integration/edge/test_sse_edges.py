@@ -191,3 +191,32 @@ async def test_presence_pushes_reach_a_stream_as_events_without_an_id(
                 "hall",
             )
             assert notice["member"]["user_id"] == "user-2"
+
+
+async def test_pages_of_the_allowed_origins_may_use_the_stream_from_elsewhere(
+    infra: Infra, topic: str, start_service: ServiceFactory, session: aiohttp.ClientSession
+) -> None:
+    app = "http://app.example"
+    edge = start_service("edge", infra.env(topic, ROOMCAST_EDGE__CORS_ORIGINS=app))
+    raw = token()
+    async with open_stream(
+        session, edge.url, {"Origin": "http://evil.example"}, token=raw
+    ) as other:
+        assert "Access-Control-Allow-Origin" not in other.response.headers
+    async with session.get(sse_url(edge.url), headers={"Origin": app}) as refused:
+        assert refused.status == 401
+        assert refused.headers["Access-Control-Allow-Origin"] == app  # the page may read why
+    async with open_stream(session, edge.url, {"Origin": app}, token=raw) as stream:
+        assert stream.response.headers["Access-Control-Allow-Origin"] == app
+        cid = (await stream.connected())["connection_id"]
+        url = f"{edge.url}/v1/connections/{cid}/requests"
+        preflight = {"Origin": app, "Access-Control-Request-Method": "POST"}
+        async with session.options(url, headers=preflight) as answer:
+            assert answer.status == 204
+            assert answer.headers["Access-Control-Allow-Origin"] == app
+            assert "Authorization" in answer.headers["Access-Control-Allow-Headers"]
+        ping = {"request_id": "p", "action": "ping"}
+        headers = {"Origin": app, "Authorization": f"Bearer {raw}"}
+        async with session.post(url, json=ping, headers=headers) as posted:
+            assert posted.status == 200
+            assert posted.headers["Access-Control-Allow-Origin"] == app

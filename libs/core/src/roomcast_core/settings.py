@@ -121,6 +121,8 @@ class EdgeSettings:
     trace_id_in_meta: bool
     trace_ui_url: str
     refresh_grace: float
+    # browser origins allowed to open /sse and POST its requests from another origin
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +299,7 @@ def _validators() -> list[Validator]:
                 "publisher.api_keys",
                 "auth.cors_origins",
                 "publisher.cors_origins",
+                "edge.cors_origins",
                 "jwt.previous_secrets",
                 "webhooks.urls",
             ],
@@ -496,6 +499,7 @@ def _freeze(dyn: Any) -> Settings:
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
             trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
+            cors_origins=_split(dyn.edge.cors_origins),
         ),
         webhooks=WebhookSettings(
             urls=_split(dyn.webhooks.urls),

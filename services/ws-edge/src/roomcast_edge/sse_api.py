@@ -59,11 +59,25 @@ def _error(status: int, code: str, message: str) -> Result:
 # ---- GET /sse ------------------------------------------------------------------
 
 
+def _cors(request: web.Request) -> dict[str, str]:
+    """The headers letting a page of the request's Origin read the answer (CORS_ORIGINS)."""
+    origin = request.headers.get("Origin")
+    allowed = request.app[SETTINGS_KEY].edge.cors_origins
+    if not origin or not allowed or not (origin.isascii() and origin.isprintable()):
+        return {}
+    if "*" not in allowed and origin not in allowed:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
 async def sse_handler(request: web.Request) -> web.StreamResponse:
     # EventSource sends the last event's id by itself on a reconnect: it wins over
     # the `since` (and `rewind`) of the URL it reconnects to.
     resume = request.headers.get("Last-Event-ID", "").strip() or None
-    return await admit(request, _open_stream, resume)
+    response = await admit(request, _open_stream, resume)
+    if not isinstance(response, TakenOver):
+        response.headers.update(_cors(request))
+    return response
 
 
 async def _open_stream(request: web.Request, node: Node, admitted: Admitted) -> web.StreamResponse:
@@ -84,9 +98,14 @@ async def _open_stream(request: web.Request, node: Node, admitted: Admitted) -> 
         start_vector(node.history.positions(), admitted.connect.since),
         new_connection_id(node.edge_id),
     )
+    head = HEAD
+    cors = _cors(request)
+    if cors:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in cors.items())
+        head = HEAD[:-2] + lines.encode() + b"\r\n"
     take_over(request, transport, conn)  # bytes behind a GET are not ours to read
     node.open(conn, admitted.connect)
-    node.fanout.flush_now(conn, first=HEAD)  # the head and `connected` in one write
+    node.fanout.flush_now(conn, first=head)  # the head and `connected` in one write
     return TakenOver()
 
 
@@ -98,8 +117,20 @@ async def requests_handler(request: web.Request) -> web.Response:
     metrics = app[METRICS_KEY]
     status, body, where = await _post(request)
     metrics.sse_posts.labels(str(status), where).inc()
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    headers = _cors(request)
+    if status in (429, 503):
+        headers["Retry-After"] = "1"
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+async def preflight_handler(request: web.Request) -> web.Response:
+    """A browser's CORS preflight of a POST with Authorization and a JSON body."""
+    headers = _cors(request)
+    if headers:
+        headers["Access-Control-Allow-Methods"] = "POST"
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        headers["Access-Control-Max-Age"] = "600"
+    return web.Response(status=204, headers=headers)
 
 
 async def _post(request: web.Request) -> tuple[int, bytes, str]:
