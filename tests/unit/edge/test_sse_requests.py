@@ -13,7 +13,7 @@ from roomcast_core.tokens import IssuedToken, TokenIssuer, TokenVerifier, Verifi
 from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.node import Node
-from roomcast_edge.sse_api import answer
+from roomcast_edge.sse_requests import answer
 from roomcast_edge.transport.sse import SseConnection
 from tests.unit.edge.test_node_fanout import FakeTransport, _node
 

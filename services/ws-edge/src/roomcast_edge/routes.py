@@ -9,7 +9,8 @@ from aiohttp import web
 from roomcast_edge.handlers import ws_handler
 from roomcast_edge.history_api import history_handler
 from roomcast_edge.keys import SETTINGS_KEY
-from roomcast_edge.sse_api import preflight_handler, requests_handler, sse_handler
+from roomcast_edge.sse_api import sse_handler
+from roomcast_edge.sse_requests import preflight_handler, requests_handler
 
 # The demo page and the browser client library it uses, shipped inside the package.
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
