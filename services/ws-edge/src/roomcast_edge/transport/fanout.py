@@ -6,7 +6,9 @@ The fan-out is the one owner of every connection's outbound state (`pending`,
 Delivering a push appends the shared frame bytes to each recipient's pending list;
 one callback per event-loop turn joins each connection's frames and hands them to
 its transport with a single write. Nothing awaits and nothing is created per
-message per connection. A connection whose unsent bytes (kernel-side transport
+message per connection. A connection that does not take the shared frame as is
+(`recode`: permessage-deflate, or an SSE stream) makes its own bytes from it; the
+plain path costs one flag. A connection whose unsent bytes (kernel-side transport
 buffer plus pending) would pass the limit is handed to `on_slow` and dropped,
 without delaying anyone else. The limit applies to what the transport still holds
 (beyond the kernel's socket buffer) plus what is about to be written.

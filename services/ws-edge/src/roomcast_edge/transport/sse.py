@@ -23,7 +23,7 @@ from roomcast_edge.transport.connection import Connection, FrameHandler
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\n"
-    b"Content-Type: text/event-stream; charset=utf-8\r\n"
+    b"Content-Type: text/event-stream\r\n"  # always UTF-8, by the format's definition
     b"Cache-Control: no-cache, no-transform\r\n"
     b"X-Accel-Buffering: no\r\n"
     # The stream ends when the connection does: no length, no chunking to undo.
