@@ -8,10 +8,15 @@ import time
 from typing import cast
 
 import orjson
+import pytest
+from prometheus_client import CollectorRegistry
 
+from roomcast_core.settings import load_settings
 from roomcast_core.tokens import IssuedToken, TokenIssuer, TokenVerifier, VerificationKey
+from roomcast_edge import sse_requests
 from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.ratelimit import TokenBucket
+from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
 from roomcast_edge.sse_requests import answer
 from roomcast_edge.transport.sse import SseConnection
@@ -78,3 +83,43 @@ async def test_only_streams_held_here_answer() -> None:
     node.close(conn, 1012, "service restart")
     status, _ = await answer(node, VERIFIER, conn.id, current.token, PING)
     assert status == 404
+
+
+class GatedRevocations:
+    """A revocation check that answers only when the test lets it."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def is_revoked(self, jti: str) -> bool:
+        await self.gate.wait()
+        return False
+
+
+async def test_a_late_reply_never_answers_the_next_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sse_requests, "REPLY_SECONDS", 0.05)
+    revocations = GatedRevocations()
+    settings = load_settings({}, {})
+    loop = asyncio.get_running_loop()
+    node = Node(
+        settings.edge,
+        EdgeMetrics(CollectorRegistry()),
+        loop,
+        verifier=VERIFIER,
+        revocations=revocations,
+    )
+    node.start_partition(0, 0)
+    current = _issue()
+    conn = _stream(node, current)
+    refresh = orjson.dumps(
+        {"request_id": "late", "action": "refresh", "params": {"token": _issue().token}}
+    )
+    status, _ = await answer(node, VERIFIER, conn.id, current.token, refresh)
+    assert status == 504  # its revocation check is still running
+    ping = asyncio.create_task(answer(node, VERIFIER, conn.id, current.token, PING))
+    await asyncio.sleep(0.1)
+    assert not ping.done()  # it waits for the late reply, which is not its own
+    revocations.gate.set()
+    status, body = await ping
+    assert status == 200
+    assert orjson.loads(body)["request_id"] == "r"

@@ -154,24 +154,32 @@ async def answer(
         return _error(429, "too_many_requests", "too many requests of this connection at once")
     conn.queued += 1
     try:
-        async with conn.lock:  # one request at a time: its reply is the next one
-            return await _ask(node, conn, body)
+        await conn.lock.acquire()  # one request at a time: its reply is the next one
     finally:
         conn.queued -= 1
+    return await _ask(node, conn, body)
 
 
 async def _ask(node: Node, conn: SseConnection, body: bytes) -> Result:
+    """Pass one request to the node and wait for its reply; releases `conn.lock`."""
     if conn.closed:
+        conn.lock.release()
         return _error(404, "unknown_connection", "the connection has closed")
     waiter: asyncio.Future[bytes] = node.loop.create_future()
     conn.waiter = waiter
     claims = conn.claims
     node.handle_text(conn, body)
-    done, _ = await asyncio.wait({waiter}, timeout=REPLY_SECONDS)
-    if conn.waiter is waiter:
-        conn.waiter = None
+    done: set[asyncio.Future[bytes]] = set()
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=REPLY_SECONDS)
+    finally:
+        if not done:  # timed out, or this POST was cancelled
+            # Its reply may still come (a Redis check running late): the next request
+            # waits for it, so that replies never cross. The connection's end cancels it.
+            waiter.add_done_callback(lambda _: conn.lock.release())
     if not done:
         return _error(504, "reply_timeout", "the request was not answered in time, retry")
+    conn.lock.release()
     if waiter.cancelled():
         return _error(404, "unknown_connection", "the connection has closed")
     if conn.claims is not claims:  # a refresh was put in force: its token is current now
