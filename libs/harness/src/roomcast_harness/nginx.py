@@ -16,11 +16,26 @@ from pathlib import Path
 from roomcast_harness.debian import ensure_program
 from roomcast_harness.procs import free_port, port_open, spawn, stop, tail, wait_for
 
+# Debian puts it in /usr/sbin, which a user's PATH may lack.
+SBIN = "/usr/sbin:/usr/local/sbin"
+
+
+def _nginx() -> str | None:
+    return shutil.which("nginx") or shutil.which("nginx", path=SBIN)
+
 
 def ensure_nginx_installed() -> str:
-    # Debian puts it in /usr/sbin, which a user's PATH may lack.
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    return found or ensure_program("nginx", "nginx")
+    """Path of nginx, installing Debian's package first when it is missing."""
+    found = _nginx()
+    if found:
+        return found
+    try:
+        return ensure_program("nginx", "nginx")
+    except RuntimeError:  # installed, but not on this PATH
+        found = _nginx()
+        if found is None:
+            raise
+        return found
 
 
 def _config(prefix: Path, port: int, upstreams: Sequence[int], websocket: bool) -> str:
