@@ -138,3 +138,22 @@ async def test_the_server_ends_a_stream_with_a_close_event_and_no_handshake() ->
     ]
     assert conn.id not in node.connections
     assert not node.streams
+
+
+async def test_rewound_pushes_carry_the_vector_a_reconnect_resumes_from() -> None:
+    node = _node()
+    node.start_partition(0, 0)
+    for offset in range(5):
+        _publish(node, 0, offset)
+    transport = FakeTransport()
+    conn = _stream(node, transport)
+    node.open(conn, ConnectRequest(["r"], [], [], None, rewind=2))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    _publish(node, 0, 5)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    hello, *pushes = _events(b"".join(transport.writes))
+    assert hello["id"] == "0:4"
+    # Resuming from any of them gets exactly what follows it.
+    assert [e["id"] for e in pushes] == ["0:3", "0:4", "0:5"]

@@ -116,9 +116,10 @@ class SseConnection(Connection):
     # ---- encoding -----------------------------------------------------------
 
     def _push_event(self, payload: bytes, partition: int, offset: int) -> bytes:
+        # The entry is replaced, as a WebSocket client does: pushes come in offset order
+        # per partition, and a partition read again from its start (reset) goes back.
         vector = self.vector
-        if offset > vector.get(partition, -1):
-            vector[partition] = offset
+        vector[partition] = offset
         return b"id: %s\ndata: %s\n\n" % (format_vector(vector).encode(), payload)
 
     def encode_push(
