@@ -14,7 +14,12 @@ from roomcast_edge.domain.dispatch import ConnectRequest
 from roomcast_edge.domain.publication import make_publication, push_body
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.node import Node
-from roomcast_edge.transport.sse import SseConnection, push_position, start_vector
+from roomcast_edge.transport.sse import (
+    MAX_IGNORED_BYTES,
+    SseConnection,
+    push_position,
+    start_vector,
+)
 from tests.unit.edge.test_node_fanout import FakeTransport, _node
 
 
@@ -157,3 +162,15 @@ async def test_rewound_pushes_carry_the_vector_a_reconnect_resumes_from() -> Non
     assert hello["id"] == "0:4"
     # Resuming from any of them gets exactly what follows it.
     assert [e["id"] for e in pushes] == ["0:3", "0:4", "0:5"]
+
+
+async def test_a_client_sending_data_on_its_stream_is_ended_with_1002() -> None:
+    node = _node()
+    transport = FakeTransport()
+    conn = _stream(node, transport)
+    node.open(conn, ConnectRequest([], [], [], None))
+    conn.data_received(b"x" * 1024)  # dropped
+    assert conn.id in node.connections
+    conn.data_received(b"x" * MAX_IGNORED_BYTES)
+    assert conn.id not in node.connections
+    assert _events(transport.writes[-1])[-1]["data"]["code"] == 1002

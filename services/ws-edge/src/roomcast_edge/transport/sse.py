@@ -40,6 +40,9 @@ _POSITION = b'"position":"'
 DRAIN_RETRY_MS = (1000, 5000)
 # A vector's entries for partitions this edge does not read, kept at most (new ones).
 MAX_UNKNOWN_ENTRIES = 16
+# Bytes a client may send on its stream after the request (it has nothing to send):
+# beyond, the stream ends (1002) instead of the edge reading on for nothing.
+MAX_IGNORED_BYTES = 64 * 1024
 
 
 def push_position(payload: bytes) -> tuple[int, int] | None:
@@ -87,7 +90,7 @@ def _frames(data: bytes) -> list[bytes]:
 class SseConnection(Connection):
     """A stream's session and outbound side; `vector` is the client's position vector."""
 
-    __slots__ = ("lock", "queued", "token", "vector", "waiter")
+    __slots__ = ("ignored", "lock", "queued", "token", "vector", "waiter")
     transport_name = "sse"
 
     def __init__(
@@ -112,6 +115,7 @@ class SseConnection(Connection):
         self.waiter: asyncio.Future[bytes] | None = None
         self.lock = asyncio.Lock()
         self.queued = 0
+        self.ignored = 0
 
     # ---- encoding -----------------------------------------------------------
 
@@ -158,7 +162,10 @@ class SseConnection(Connection):
     # ---- asyncio.Protocol ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        return None  # requests come as POSTs; whatever else a client sends is dropped
+        # Requests come as POSTs: what a client sends here is dropped, up to a bound.
+        self.ignored += len(data)
+        if self.ignored > MAX_IGNORED_BYTES and self.closing is None:
+            self._handler.refuse(self, 1002, "a stream takes no data from the client")
 
     def eof_received(self) -> bool | None:
         return None  # the client is gone: close our side too
