@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from roomcast_core.token_store import RedisTokenStore
 from roomcast_core.tokens import TokenIssuer
 from roomcast_edge.domain.positions import format_vector, parse_vector
-from tests.conftest import Infra, infra_on
+from tests.conftest import BUSES, Infra, infra_on
 from tests.integration.edge.conftest import (
     SECRET,
     WAIT,
@@ -37,9 +37,8 @@ CHECK = 0.5  # HEARTBEAT_CHECK_INTERVAL of the module's edge
 GRACE = 1.0  # REFRESH_GRACE
 
 
-@pytest.fixture(scope="module", params=["redis"])
+@pytest.fixture(scope="module", params=BUSES)
 def infra(request: pytest.FixtureRequest) -> Infra:
-    # The transport does not depend on the bus: the lighter one.
     return infra_on(request)
 
 
