@@ -123,3 +123,33 @@ async def test_a_late_reply_never_answers_the_next_request(monkeypatch: pytest.M
     status, body = await ping
     assert status == 200
     assert orjson.loads(body)["request_id"] == "r"
+
+
+async def test_requests_waiting_for_one_stream_are_bounded() -> None:
+    revocations = GatedRevocations()
+    settings = load_settings({}, {})
+    loop = asyncio.get_running_loop()
+    node = Node(
+        settings.edge,
+        EdgeMetrics(CollectorRegistry()),
+        loop,
+        verifier=VERIFIER,
+        revocations=revocations,
+    )
+    node.start_partition(0, 0)
+    current = _issue()
+    conn = _stream(node, current)
+    refresh = orjson.dumps(
+        {"request_id": "slow", "action": "refresh", "params": {"token": _issue().token}}
+    )
+    first = asyncio.create_task(answer(node, VERIFIER, conn.id, current.token, refresh))
+    waiting = [
+        asyncio.create_task(answer(node, VERIFIER, conn.id, current.token, PING))
+        for _ in range(sse_requests.MAX_QUEUED)
+    ]
+    await asyncio.sleep(0)  # one turn: the first holds the stream, the others queue
+    status, body = await answer(node, VERIFIER, conn.id, current.token, PING)
+    assert (status, orjson.loads(body)["error"]["code"]) == (429, "too_many_requests")
+    revocations.gate.set()
+    assert (await first)[0] == 200
+    assert [(await task)[0] for task in waiting] == [200] * sse_requests.MAX_QUEUED
