@@ -71,6 +71,10 @@ async def test_a_request_posted_to_another_edge_reaches_the_stream(
         == 1
     )
     assert metric(other, 'roomcast_edge_sse_requests_total{status="200",where="forwarded"}') == 1
+    # An edge that is gone answers nothing: its connections are unknown, at once.
+    holder.stop()
+    status, reply = await post_request(session, other.url, cid, raw, body)
+    assert (status, reply["error"]["code"]) == (404, "unknown_connection")
 
 
 async def test_the_connection_limit_counts_streams_and_websockets_together(
