@@ -142,7 +142,7 @@ async def test_the_server_ends_a_stream_with_a_close_event_and_no_handshake() ->
         {"event": "close", "data": {"code": 4001, "reason": "token expired"}}
     ]
     assert conn.id not in node.connections
-    assert not node.streams
+    assert not node.sse_connections
 
 
 async def test_rewound_pushes_carry_the_vector_a_reconnect_resumes_from() -> None:

@@ -86,8 +86,8 @@ class Node:
         jobs = 2 * (settings.max_subscriptions + settings.max_rooms) + 8
         self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow, self.index, jobs)
         self.connections: dict[str, Connection] = {}
-        # The SSE streams among them (pinged on a timer, counted apart).
-        self.streams: set[Connection] = set()
+        # The SSE connections among them (pinged on a timer, counted apart).
+        self.sse_connections: set[Connection] = set()
         # Slots held by handshakes in progress (between the limit check and `open`).
         self._reserved = 0
         # Who holds which token (revocations) and when it ends (exp + leeway + grace).
@@ -106,9 +106,9 @@ class Node:
         self.deep: DeepRecoveries | None = None
         metrics.connections.set_function(lambda: len(self.connections))
         by_transport = metrics.transport_connections
-        by_transport.labels("sse").set_function(lambda: len(self.streams))
+        by_transport.labels("sse").set_function(lambda: len(self.sse_connections))
         by_transport.labels("websocket").set_function(
-            lambda: len(self.connections) - len(self.streams)
+            lambda: len(self.connections) - len(self.sse_connections)
         )
         metrics.subscriptions.set_function(lambda: self.hub.subscription_count)
         metrics.history_bytes.set_function(lambda: self.history.bytes)
@@ -196,7 +196,7 @@ class Node:
         self.fanout.attach(conn)
         self.connections[conn.id] = conn
         if isinstance(conn, SseConnection):
-            self.streams.add(conn)
+            self.sse_connections.add(conn)
         self.tokens.add(conn)
         opened = self.dispatcher.open(conn, request, time.time())
         self._count_recovery(opened.recovered)
@@ -342,7 +342,7 @@ class Node:
         self.fanout.discard(conn)
         self.hub.remove(conn)
         self.connections.pop(conn.id, None)
-        self.streams.discard(conn)
+        self.sse_connections.discard(conn)
         self.tokens.remove(conn)
         self._renewals.cancel(conn)
         self._unknown.pop(conn, None)

@@ -92,5 +92,5 @@ async def _ping(node: Node) -> None:
     """A comment on every stream: proxies see traffic, and a dead client a failed write."""
     while True:
         await asyncio.sleep(PING_SECONDS)
-        for conn in list(node.streams):
+        for conn in list(node.sse_connections):
             node.fanout.send(conn, PING)
