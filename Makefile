@@ -23,7 +23,7 @@ install-runtime: ## install what running the stack needs: uv, the locked runtime
 	$(UV) sync --frozen --no-dev --inexact
 	$(UV) run --no-sync roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
-install: install-runtime ## install what the tests need too: the dev Python deps, chromium, helm, jaeger, toxiproxy, centrifugo, podman
+install: install-runtime ## install what the tests need too: the dev Python deps, chromium, nginx, helm, jaeger, toxiproxy, centrifugo, podman
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null

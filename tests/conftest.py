@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from roomcast_harness.kafka_broker import KafkaBroker
+from roomcast_harness.nginx import NginxProxy
 from roomcast_harness.redis_server import RedisServer
 from roomcast_harness.services import ServiceProcess
 
@@ -136,3 +137,23 @@ def start_service(tmp_path: Path) -> Iterator[ServiceFactory]:
     yield start
     for proc in reversed(started):
         proc.stop()
+
+
+NginxFactory = Callable[..., NginxProxy]
+
+
+@pytest.fixture
+def start_nginx(tmp_path: Path) -> Iterator[NginxFactory]:
+    """Start nginx (Debian's, default buffering) in front of edge ports; stopped after
+    the test. `websocket=False` gives a site that does not pass upgrades on."""
+    started: list[NginxProxy] = []
+
+    def start(upstreams: list[int], *, websocket: bool = True) -> NginxProxy:
+        proxy = NginxProxy(tmp_path / f"nginx-{len(started)}", upstreams, websocket=websocket)
+        proxy.start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in reversed(started):
+        proxy.stop()

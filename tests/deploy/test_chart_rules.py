@@ -281,6 +281,8 @@ def test_ingress_keeps_websockets_open_and_routes_paths(all_on_render: Rendered)
         for p in ingress["spec"]["rules"][0]["http"]["paths"]
     }
     assert routes["/ws"] == "rc-roomcast-ws-edge"
+    assert routes["/sse"] == "rc-roomcast-ws-edge"
+    assert routes["/v1/connections"] == "rc-roomcast-ws-edge"
     assert routes["/v1/tokens"] == "rc-roomcast-auth"
     assert routes["/get/token"] == "rc-roomcast-auth"
     assert routes["/v1/messages"] == "rc-roomcast-publisher"

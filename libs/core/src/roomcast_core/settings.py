@@ -151,6 +151,8 @@ class EdgeSettings:
     refresh_grace: float
     # processes sharing the port (roomcast_core.workers); `auto` resolved at load
     workers: int = 1
+    # browser origins allowed to open /sse and POST its requests from another origin
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +351,7 @@ def _validators() -> list[Validator]:
                 "publisher.api_keys",
                 "auth.cors_origins",
                 "publisher.cors_origins",
+                "edge.cors_origins",
                 "jwt.previous_secrets",
                 "webhooks.urls",
             ],
@@ -640,6 +643,7 @@ def _freeze(dyn: Any) -> Settings:
             trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
             workers=worker_count(dyn.edge.workers),
+            cors_origins=_split(dyn.edge.cors_origins),
         ),
         webhooks=WebhookSettings(
             urls=_split(dyn.webhooks.urls),

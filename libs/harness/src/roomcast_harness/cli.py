@@ -1,7 +1,7 @@
 """roomcast-harness: install and run the local infrastructure.
 
 prepare   install redis-server if missing and resolve the Kafka jars (cached);
-            --browser also installs chromium for the browser test
+            --browser also installs chromium and nginx for the browser and proxy tests
 infra     start Redis and Kafka on free ports, print their addresses, run until Ctrl-C
 stack     the whole local stack (what `make run` runs), until Ctrl-C
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from roomcast_harness.debian import ensure_program
 from roomcast_harness.kafka_broker import KafkaBroker, ensure_kafka_jars
+from roomcast_harness.nginx import ensure_nginx_installed
 from roomcast_harness.redis_server import RedisServer, ensure_redis_installed
 from roomcast_harness.stack import StackOptions, run_stack
 
@@ -33,6 +34,7 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"kafka jars:   {ensure_kafka_jars()}")
     if args.browser:
         print(f"chromium:     {ensure_program('chromium', 'chromium')}")
+        print(f"nginx:        {ensure_nginx_installed()}")
     return 0
 
 
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="roomcast-harness", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="install redis-server, resolve the Kafka jars")
-    prepare.add_argument("--browser", action="store_true", help="also install chromium (tests)")
+    prepare.add_argument(
+        "--browser", action="store_true", help="also install chromium and nginx (tests)"
+    )
     prepare.add_argument(
         "--no-kafka", action="store_true", help="skip the Kafka jars (the Redis Streams bus)"
     )

@@ -48,6 +48,7 @@ from roomcast_edge.presence import BatchedPresence
 from roomcast_edge.presence_ctx import deliver_notices, presence_ctx, webhook_ctx
 from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
+from roomcast_edge.sse_api import sse_ctx
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.takeover import check_aiohttp
 
@@ -229,6 +230,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(webhook_ctx)
     app.cleanup_ctx.append(_archive_ctx)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(sse_ctx)
     app.cleanup_ctx.append(_link_ctx)
     app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))

@@ -1,9 +1,14 @@
-"""GET /ws: authenticate, answer the upgrade, then hand the socket to a Connection."""
+"""GET /ws: authenticate, answer the upgrade, then hand the socket to a Connection.
+
+`admit` holds the checks every transport makes before its first byte (`/sse` too).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -46,7 +51,7 @@ def _token(request: web.Request) -> str:
     return ""
 
 
-def _refuse(metrics: EdgeMetrics, status: int, code: str, message: str) -> web.Response:
+def refuse(metrics: EdgeMetrics, status: int, code: str, message: str) -> web.Response:
     metrics.rejected.labels(code).inc()
     headers = {"Retry-After": "1"} if status == 503 else None
     return error_response(status, code, message, headers)
@@ -63,15 +68,38 @@ def _refuse_token(metrics: EdgeMetrics, code: str, message: str) -> web.Response
     return error_response(401, code, message, {"WWW-Authenticate": challenge})
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A connect that passed every check: who, with which token, asking for what."""
+
+    claims: TokenClaims
+    token: str
+    connect: ConnectRequest
+
+
+Opener = Callable[[web.Request, Node, Admitted], Awaitable[web.StreamResponse]]
+
+
 async def ws_handler(request: web.Request) -> web.StreamResponse:
+    return await admit(request, _open_websocket)
+
+
+async def admit(
+    request: web.Request, opener: Opener, resume: str | None = None
+) -> web.StreamResponse:
+    """The refusals before any byte of a connection (503, 401, 400), then `opener`.
+
+    `resume`: a position vector that replaces `since` (and `rewind`) of the query,
+    as SSE's Last-Event-ID does on a reconnect.
+    """
     app = request.app
     node = app[NODE_KEY]
     metrics = app[METRICS_KEY]
     settings = app[SETTINGS_KEY].edge
     if node.draining:
-        return _refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
+        return refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
     if not node.caught_up:
-        return _refuse(metrics, 503, "not_ready", "this edge is still reading the stream")
+        return refuse(metrics, 503, "not_ready", "this edge is still reading the stream")
     # Linear and cut to their limits before any other work, however long the URL.
     rooms, cut = protocol.parse_room_ids(request.query.get("roomIds"), settings.max_rooms)
     topics, bad_topics = protocol.parse_topic_specs(
@@ -80,9 +108,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     # The slot is held from before the first await, so concurrent handshakes
     # can never open more than MAX_CONNECTIONS.
     if not node.reserve():
-        return _refuse(metrics, 503, "too_many_connections", "this edge is full, reconnect")
+        return refuse(metrics, 503, "too_many_connections", "this edge is full, reconnect")
     try:
-        return await _connect(request, node, rooms, topics, [*cut, *bad_topics])
+        return await _connect(request, node, rooms, topics, [*cut, *bad_topics], opener, resume)
     finally:
         node.release()
 
@@ -93,10 +121,11 @@ async def _connect(
     rooms: list[str],
     topics: list[tuple[str, str, str]],
     refused: list[protocol.Refusal],
+    opener: Opener,
+    resume: str | None,
 ) -> web.StreamResponse:
     app = request.app
     metrics = app[METRICS_KEY]
-    settings = app[SETTINGS_KEY].edge
     token = _token(request)
     if not token:
         return _refuse_token(metrics, lifetime.TOKEN_INVALID, "a token is required")
@@ -104,18 +133,18 @@ async def _connect(
         claims: TokenClaims = await authenticate(token, app[VERIFIER_KEY], app[REVOCATIONS_KEY])
     except TokenError as exc:
         return _refuse_token(metrics, lifetime.refusal_code(exc.reason), f"token refused: {exc}")
-    since_text = request.query.get("since")
+    since_text = resume if resume is not None else request.query.get("since")
     try:
         since = parse_vector(since_text) if since_text is not None else None
     except PositionError as exc:
-        return _refuse(metrics, 400, "invalid_since", f"invalid since: {exc}")
-    rewind_text = request.query.get("rewind")
+        return refuse(metrics, 400, "invalid_since", f"invalid since: {exc}")
+    rewind_text = request.query.get("rewind") if resume is None else None
     try:
         rewind = protocol.parse_rewind(rewind_text) if rewind_text is not None else 0
     except ValueError as exc:
-        return _refuse(metrics, 400, "invalid_rewind", f"invalid rewind: {exc}")
+        return refuse(metrics, 400, "invalid_rewind", f"invalid rewind: {exc}")
     if rewind and since is not None:
-        return _refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
+        return refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
     log_start = None
     if since is not None and not node.history.covers(since):
         archive = app[ARCHIVE_KEY]
@@ -123,7 +152,7 @@ async def _connect(
         if log_start is None and archive is not None:
             # The bus most likely still holds what the client missed: answering
             # recovered: false for an outage would be a lie. It retries in a moment.
-            return _refuse(
+            return refuse(
                 metrics, 503, "bus_unavailable", "the bus cannot be read right now, retry"
             )
     connect = ConnectRequest(
@@ -134,14 +163,19 @@ async def _connect(
         rewind=rewind,
         log_start=log_start,
     )
+    return await opener(request, node, Admitted(claims, token, connect))
 
+
+async def _open_websocket(
+    request: web.Request, node: Node, admitted: Admitted
+) -> web.StreamResponse:
+    metrics = request.app[METRICS_KEY]
+    settings = request.app[SETTINGS_KEY].edge
     upgrade = handshake.upgrade(request.headers, settings.compression)
     if upgrade is None:
-        return _refuse(
-            metrics, 400, "websocket_required", "this endpoint needs a WebSocket upgrade"
-        )
-    if _still_draining(node):  # it may have begun while the token was checked
-        return _refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
+        return refuse(metrics, 400, "websocket_required", "this endpoint needs a WebSocket upgrade")
+    if still_draining(node):  # it may have begun while the token was checked
+        return refuse(metrics, 503, "draining", "this edge is shutting down, reconnect")
     transport = request.transport
     if transport is None or transport.is_closing():
         return TakenOver()  # the client is gone already
@@ -150,7 +184,7 @@ async def _connect(
     conn = Connection(
         node,
         transport,
-        claims,
+        admitted.claims,
         TokenBucket(rate, 2 * rate, loop.time()),
         loop.time(),
         settings.max_frame_bytes,
@@ -162,10 +196,10 @@ async def _connect(
     # has undone the registration and the client gets an HTTP answer, not a socket
     # that is counted and pushed to but never upgraded.
     try:
-        node.open(conn, connect)
+        node.open(conn, admitted.connect)
     except Exception:
         log.exception("connect failed after its checks passed")
-        return _refuse(metrics, 500, "internal_error", "the connection could not be opened")
+        return refuse(metrics, 500, "internal_error", "the connection could not be opened")
     try:
         tail = take_over(request, transport, conn)
     except BaseException:
@@ -198,6 +232,6 @@ async def _log_start(archive: StreamArchive | None, node: Node) -> dict[int, int
         return None
 
 
-def _still_draining(node: Node) -> bool:
+def still_draining(node: Node) -> bool:
     # A function, so the check after an await is not taken for the one before it.
     return node.draining

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from roomcast_core.edge_link import EdgeLinkClient, Handler
@@ -29,3 +31,5 @@ EDGE_ID_KEY = web.AppKey("edge_id", str)
 LINK_HANDLERS_KEY: web.AppKey[dict[str, Handler]] = web.AppKey("link_handlers")
 # Asks other edges over the link (e.g. a request for a connection another edge holds).
 LINK_CLIENT_KEY = web.AppKey("link_client", EdgeLinkClient)
+# Bounds the requests for SSE streams this edge passes to other edges at once.
+FORWARDS_KEY = web.AppKey("sse_forwards", asyncio.Semaphore)

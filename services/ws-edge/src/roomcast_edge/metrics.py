@@ -23,7 +23,25 @@ DROP_REASONS = (
 class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.connections = Gauge(
-            "roomcast_edge_connections", "Open WebSocket connections", registry=registry
+            "roomcast_edge_connections", "Open connections (WebSocket and SSE)", registry=registry
+        )
+        self.transport_connections = Gauge(
+            "roomcast_edge_transport_connections",
+            "Open connections by transport (websocket, sse); roomcast_edge_connections is their sum",
+            ["transport"],
+            registry=registry,
+        )
+        self.transport_drops = Counter(
+            "roomcast_edge_transport_drops",
+            "roomcast_edge_drops by transport and reason",
+            ["transport", "reason"],
+            registry=registry,
+        )
+        self.sse_posts = Counter(
+            "roomcast_edge_sse_requests",
+            "Requests POSTed for SSE connections, by HTTP status and where they were answered",
+            ["status", "where"],
+            registry=registry,
         )
         self.subscriptions = Gauge(
             "roomcast_edge_subscriptions",

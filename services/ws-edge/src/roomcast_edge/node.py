@@ -19,7 +19,7 @@ from roomcast_edge.deep_recovery import DeepRecoveries
 from roomcast_edge.domain import lifetime, protocol
 from roomcast_edge.domain.deep_replay import DeepJob
 from roomcast_edge.domain.dispatch import ConnectRequest, Dispatcher, Limits, Renewal
-from roomcast_edge.domain.frames import pong_frame, text_frame
+from roomcast_edge.domain.frames import pong_frame
 from roomcast_edge.domain.held_tokens import HeldTokens
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.hub import Hub
@@ -30,6 +30,7 @@ from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.renewals import Renewals
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.fanout import Fanout
+from roomcast_edge.transport.sse import SseConnection
 
 # Seconds the server waits for the client's answer to its close frame.
 CLOSE_TIMEOUT = 5.0
@@ -87,6 +88,8 @@ class Node:
         jobs = 2 * (settings.max_subscriptions + settings.max_rooms) + 8
         self.fanout = Fanout(loop, settings.max_outbound_bytes, self._slow, self.index, jobs)
         self.connections: dict[str, Connection] = {}
+        # The SSE connections among them (pinged on a timer, counted apart).
+        self.sse_connections: set[Connection] = set()
         # Slots held by handshakes in progress (between the limit check and `open`).
         self._reserved = 0
         # Who holds which token (revocations) and when it ends (exp + leeway + grace).
@@ -104,6 +107,11 @@ class Node:
         # Reads the bus's log for replays older than the history (set by the app).
         self.deep: DeepRecoveries | None = None
         metrics.connections.set_function(lambda: len(self.connections))
+        by_transport = metrics.transport_connections
+        by_transport.labels("sse").set_function(lambda: len(self.sse_connections))
+        by_transport.labels("websocket").set_function(
+            lambda: len(self.connections) - len(self.sse_connections)
+        )
         metrics.subscriptions.set_function(lambda: self.hub.subscription_count)
         metrics.history_bytes.set_function(lambda: self.history.bytes)
         metrics.history_messages.set_function(lambda: len(self.history))
@@ -209,12 +217,14 @@ class Node:
         """
         self.fanout.attach(conn)
         self.connections[conn.id] = conn
+        if isinstance(conn, SseConnection):
+            self.sse_connections.add(conn)
         try:
             self.tokens.add(conn)
             opened = self.dispatcher.open(conn, request, time.time())
             if opened.unknown_partitions:
                 self._unknown[conn] = self.loop.time() + UNKNOWN_PARTITION_GRACE
-            self.fanout.send(conn, text_frame(opened.hello))
+            self.fanout.send(conn, conn.greeting(opened.hello))
             self.fanout.replay(conn, opened.replay)
             for job in opened.replay:
                 if isinstance(job, DeepJob) and self.deep is not None:
@@ -239,7 +249,7 @@ class Node:
             self.close(conn, *CLOSE_ABUSE, drop="rate_limited")
             return
         self._count_recovery(answer.recovered)
-        self.fanout.send(conn, text_frame(answer.reply))
+        self._reply(conn, answer.reply)
         if answer.changed:
             self._selection_changed(conn, answer.replay)
 
@@ -248,7 +258,7 @@ class Node:
         if self.presence is None:
             self.metrics.requests.labels("fail").inc()
             reply = protocol.reply(query.request_id, "presence", "presence is off on this edge")
-            self.fanout.send(conn, text_frame(reply))
+            self._reply(conn, reply)
             return
         future = self.presence.query(query.room)
 
@@ -260,7 +270,7 @@ class Node:
             self.metrics.requests.labels("fail" if error else "ok").inc()
             if not conn.closed:
                 reply = protocol.reply(query.request_id, "presence", error, extra)
-                self.fanout.send(conn, text_frame(reply))
+                self._reply(conn, reply)
 
         future.add_done_callback(answer)
 
@@ -287,11 +297,17 @@ class Node:
         self._selection_changed(conn, [])  # the new claims may have taken rooms away
         self.tokens.replaced(conn, old)
         self.metrics.requests.labels("ok").inc()
-        self.fanout.send(conn, text_frame(reply))
+        self._reply(conn, reply)
 
     def _refuse_renewal(self, conn: Connection, renewal: Renewal, error: str) -> None:
         self.metrics.requests.labels("fail").inc()
-        self.fanout.send(conn, text_frame(self.dispatcher.refuse_renewal(renewal, error)))
+        self._reply(conn, self.dispatcher.refuse_renewal(renewal, error))
+
+    def _reply(self, conn: Connection, body: bytes) -> None:
+        """A request's reply: queued on the socket, or handed to whoever waits for it."""
+        frame = conn.reply_frame(body)
+        if frame is not None:
+            self.fanout.send(conn, frame)
 
     def expire_tokens(self, now: float) -> int:
         """Close (4001) the connections whose token ended more than the grace ago.
@@ -332,6 +348,7 @@ class Node:
         self.forget(conn)
         if drop is not None:
             self.metrics.drops.labels(drop).inc()
+            self.metrics.transport_drops.labels(conn.transport_name, drop).inc()
         if not conn.gone:
             self._closing.add(conn)
             conn.send_close(code, reason, CLOSE_TIMEOUT, ABORT_AFTER_CLOSE)
@@ -351,6 +368,7 @@ class Node:
         self.fanout.discard(conn)
         self.hub.remove(conn)
         self.connections.pop(conn.id, None)
+        self.sse_connections.discard(conn)
         self.tokens.remove(conn)
         self._renewals.cancel(conn)
         self._unknown.pop(conn, None)

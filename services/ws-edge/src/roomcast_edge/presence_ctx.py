@@ -72,7 +72,7 @@ def deliver_notices(node: Node) -> Callable[[str, str, bytes], None]:
         frame = text_frame(push)
         for conn in node.hub.recipients(None, None, room):
             if conn.id != connection_id and not conn.closed:
-                node.fanout.send(conn, frame)
+                node.fanout.send(conn, conn.message(push) if conn.recode else frame)
 
     return deliver
 

@@ -9,6 +9,8 @@ from aiohttp import web
 from roomcast_edge.handlers import ws_handler
 from roomcast_edge.history_api import history_handler
 from roomcast_edge.keys import SETTINGS_KEY
+from roomcast_edge.sse_api import sse_handler
+from roomcast_edge.sse_requests import preflight_handler, requests_handler
 
 # The demo page and the browser client library it uses, shipped inside the package.
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -30,6 +32,10 @@ async def _demo_redirect(_: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/v1/history", history_handler)
+    # No HEAD: it would be taken over and streamed like a GET.
+    app.router.add_get("/sse", sse_handler, allow_head=False)
+    app.router.add_post("/v1/connections/{connection_id}/requests", requests_handler)
+    app.router.add_route("OPTIONS", "/v1/connections/{connection_id}/requests", preflight_handler)
     app.router.add_get("/demo", _demo_redirect)
     app.router.add_get("/demo/", _demo_index)
     app.router.add_get("/demo/config.json", _demo_config)

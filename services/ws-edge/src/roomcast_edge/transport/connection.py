@@ -23,6 +23,9 @@ from roomcast_edge.domain.frames import (
     MessageReader,
     close_code,
     close_frame,
+    deflate_text_frame,
+    frame_payload,
+    text_frame,
 )
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.domain.replay import Replay
@@ -52,6 +55,8 @@ class FrameHandler(Protocol):
 class Connection(Session, asyncio.Protocol):
     """Hashable by identity: the hub indexes these objects directly."""
 
+    transport_name = "websocket"  # the `transport` label of its metrics
+
     __slots__ = (
         "_handler",
         "_peer_closed",
@@ -64,6 +69,7 @@ class Connection(Session, asyncio.Protocol):
         "paused",
         "pending",
         "pending_bytes",
+        "recode",
         "replay",
         "transport",
     )
@@ -95,6 +101,8 @@ class Connection(Session, asyncio.Protocol):
         self.closing: asyncio.TimerHandle | None = None
         # Negotiated permessage-deflate window bits; 0 when the client sends plain frames.
         self.deflate = deflate
+        # Pushes are not sent as the shared plain frame but as `encode_push` makes them.
+        self.recode = bool(deflate)
         # The transport's buffer is over its high-water mark (asyncio flow control).
         self.paused = False
         self._reader = MessageReader(max_message, max_fragments, bool(deflate))
@@ -108,6 +116,34 @@ class Connection(Session, asyncio.Protocol):
 
     def abort(self) -> None:
         self.transport.abort()
+
+    # ---- what the fan-out and the node write (a stream transport overrides these) --
+
+    def encode_push(
+        self, frame: bytes, partition: int, offset: int, shared: dict[int, bytes]
+    ) -> bytes:
+        """This client's bytes for a push (only asked when `recode`); `shared` keeps
+        what one message's recipients can share, here its compressed frame."""
+        data = shared.get(self.deflate)
+        if data is None:
+            data = shared[self.deflate] = deflate_text_frame(frame_payload(frame), self.deflate)
+        return data
+
+    def encode_replayed(self, data: bytes) -> bytes:
+        """Replayed push frames, joined (sent uncompressed, which RFC 7692 allows)."""
+        return data
+
+    def message(self, body: bytes) -> bytes:
+        """A JSON message that is not a push of the stream (a presence notice)."""
+        return text_frame(body)
+
+    def greeting(self, body: bytes) -> bytes:
+        """The `connected` message."""
+        return text_frame(body)
+
+    def reply_frame(self, body: bytes) -> bytes | None:
+        """A request's reply as queued on the socket (None: it goes elsewhere)."""
+        return text_frame(body)
 
     # ---- asyncio.Protocol ---------------------------------------------------
 

@@ -6,7 +6,9 @@ The fan-out is the one owner of every connection's outbound state (`pending`,
 Delivering a push appends the shared frame bytes to each recipient's pending list;
 one callback per event-loop turn joins each connection's frames and hands them to
 its transport with a single write. Nothing awaits and nothing is created per
-message per connection. A connection whose unsent bytes (kernel-side transport
+message per connection. A connection that does not take the shared frame as is
+(`recode`: permessage-deflate, or an SSE stream) makes its own bytes from it; the
+plain path costs one flag. A connection whose unsent bytes (kernel-side transport
 buffer plus pending) would pass the limit is handed to `on_slow` and dropped,
 without delaying anyone else. The limit applies to what the transport still holds
 (beyond the kernel's socket buffer) plus what is about to be written.
@@ -25,7 +27,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from roomcast_edge.domain.frames import deflate_text_frame, frame_payload
 from roomcast_edge.domain.replay import Replay, ReplayBehind, ReplayJob
 from roomcast_edge.domain.replay_index import ReplayIndex
 from roomcast_edge.transport.connection import Connection
@@ -133,7 +134,7 @@ class Fanout:
         limit = self._limit
         dirty = self._dirty
         slow: list[Connection] | None = None
-        compressed: dict[int, bytes] | None = None
+        shared: dict[int, bytes] | None = None
         count = 0
         for conn in conns:
             if (
@@ -143,13 +144,12 @@ class Fanout:
             ):
                 continue
             data = frame
-            if conn.deflate:
-                # Compressed once per message (per window size), shared by all.
-                if compressed is None:
-                    compressed = {}
-                data = compressed.get(conn.deflate) or compressed.setdefault(
-                    conn.deflate, deflate_text_frame(frame_payload(frame), conn.deflate)
-                )
+            if conn.recode:
+                # Compressed (once per message and window size) or another transport's
+                # encoding: the connection makes it, the plain path checks one flag.
+                if shared is None:
+                    shared = {}
+                data = conn.encode_push(frame, partition, offset, shared)
             pending = conn.pending
             if not pending:
                 dirty.append(conn)
@@ -213,6 +213,8 @@ class Fanout:
                 slow.append(conn)
                 continue
             if data:
+                if conn.recode:
+                    data = conn.encode_replayed(data)
                 transport.write(data)  # may pause the connection at once
             if done:
                 conn.replay = None
