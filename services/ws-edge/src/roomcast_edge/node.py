@@ -46,6 +46,7 @@ CLOSE_SLOW = (4008, "slow consumer")
 CLOSE_REVOKED = (1008, "token revoked")
 CLOSE_ABUSE = (1008, "rate limit exceeded")
 CLOSE_RESTART = (1012, "service restart")
+CLOSE_OPERATOR = (4003, "closed by operator")
 
 __all__ = ["ConnectRequest", "Node"]
 
