@@ -19,13 +19,14 @@ install-runtime: ## install what running the stack needs: uv, Python deps (locke
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
-install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, centrifugo, podman
+install: install-runtime ## install what the tests need too: chromium, helm, jaeger, toxiproxy, centrifugo, podman, the console's build tools (npm ci)
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
 	@scripts/ensure-toxiproxy.sh >/dev/null
 	@scripts/ensure-jaeger.sh >/dev/null
 	@scripts/ensure-centrifugo.sh >/dev/null
 	@scripts/ensure-podman.sh
+	@cd services/publisher/console && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 lint: install ## ruff lint and format check
 	$(UV) run ruff check .
