@@ -120,14 +120,25 @@ async def test_an_operator_finds_and_acts_from_the_console(
                     f"{room}: 2 connections, 1 users", timeout=WAIT_MS
                 )
 
+                # The user's connections on both edges, and why a message would not reach
+                # one (the page says, per connection); then close the far one.
+                await page.fill("#user-id", user)
+                await page.fill("#why-room", room)
+                await page.fill("#why-topic", "orders")
+                await page.click("#user-go")
+                await expect(page.locator("#user-rows tr")).to_have_count(2, timeout=WAIT_MS)
+                await expect(page.locator("#user-rows tr").first).to_contain_text(
+                    "no: not subscribed to orders:*", timeout=WAIT_MS
+                )
+                await page.fill("#why-topic", "")
+                await page.click("#user-go")
+                await expect(page.locator("#user-rows tr").first).to_contain_text(
+                    "yes", timeout=WAIT_MS
+                )
+
                 shot = tmp_path / "console-1280x800.png"
                 await page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 20_000
-
-                # The user's connections on both edges; close the far one.
-                await page.fill("#user-id", user)
-                await page.click("#user-go")
-                await expect(page.locator("#user-rows tr")).to_have_count(2, timeout=WAIT_MS)
                 far_id = far_hello["connection_id"]
                 await page.click(f'#user-rows button[data-connection="{far_id}"]')
                 with pytest.raises(websockets.ConnectionClosed) as closed:

@@ -360,3 +360,39 @@ async def test_bad_tail_queries_are_400(console_stack: ConsoleStack, query: str)
         status, body = await admin_get(session, url)
         assert status == 400, body
         assert body["error"]["code"] == "invalid_request"
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/admin/edges/history?since=abc"),
+        ("GET", "/v1/admin/edges/history?edge_id=" + ",".join(f"e{i}" for i in range(21))),
+        ("GET", "/v1/admin/rooms?limit=0"),
+        ("GET", "/v1/admin/rooms?limit=100000"),
+        ("GET", "/v1/admin/rooms?cursor=-1"),
+        ("GET", "/v1/admin/rooms?cursor=99999999999999999999"),
+        ("GET", "/v1/admin/rooms?q=" + LONG),
+        ("GET", "/v1/admin/rooms/%20/presence"),
+        ("GET", f"/v1/admin/rooms/{LONG}/presence"),
+        ("GET", "/v1/admin/history?limit=100000"),
+        ("GET", "/v1/admin/history?room=%7f"),
+        ("GET", f"/v1/admin/users/{LONG}/connections"),
+        ("POST", f"/v1/admin/connections/{LONG}-{LONG}/close"),
+        ("POST", "/v1/admin/connections/-/close"),
+        ("POST", "/v1/admin/messages"),
+        ("POST", "/v1/admin/messages/batch"),
+    ],
+)
+async def test_bad_admin_input_is_a_4xx(
+    console_stack: ConsoleStack, method: str, path: str
+) -> None:
+    url = console_stack.publisher.url + path
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=ADMIN) as response,
+    ):
+        assert 400 <= response.status < 500, (response.status, await response.text())
+        assert (await response.json())["error"]["code"]

@@ -162,6 +162,19 @@ async function closeConnection(id: string): Promise<void> {
   await connections(`closed ${id} (4003 closed by operator); `);
 }
 
+// Why a connection did or did not get a message: the delivery rules of the edges.
+export function verdict(c: Pick<Connection, "rooms" | "subscriptions">, room: string, topic: string, type: string): string {
+  const reasons: string[] = [];
+  if (room && !c.rooms.includes(room)) reasons.push(`not in room ${room}`);
+  if (topic) {
+    const wanted = [`${topic}:*`, ...(type ? [`${topic}:${type}`] : [])];
+    if (!c.subscriptions.some((s) => wanted.includes(s))) {
+      reasons.push(`not subscribed to ${topic}:${type || "*"}`);
+    }
+  }
+  return reasons.length === 0 ? "yes" : `no: ${reasons.join(", ")}`;
+}
+
 async function connections(done = ""): Promise<void> {
   const user = value("user-id");
   if (!user) return;
@@ -177,6 +190,7 @@ async function connections(done = ""): Promise<void> {
         close.type = "button";
         close.dataset.connection = c.connection_id;
         close.addEventListener("click", () => void closeConnection(c.connection_id));
+        const gets = verdict(c, value("why-room"), value("why-topic"), value("why-type"));
         return row([
           c.edge_id,
           c.connection_id,
@@ -184,6 +198,7 @@ async function connections(done = ""): Promise<void> {
           c.rooms.join(", ") || "—",
           c.subscriptions.join(", ") || "—",
           time(c.connected_at),
+          el("span", gets, gets === "yes" ? "yes" : "failed"),
           close,
         ]);
       }),

@@ -46,9 +46,9 @@ async def rooms(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_request", f"q: at most {MAX_QUERY} characters")
     limit = bounded_int(request, "limit", 50, MAX_PAGE)
     raw_cursor = request.query.get("cursor", "0")
-    if not raw_cursor.isdigit() or len(raw_cursor) > 20:
+    cursor = int(raw_cursor) if raw_cursor.isdigit() and len(raw_cursor) <= 20 else -1
+    if not 0 <= cursor < 1 << 64:  # SCAN's cursor is an unsigned 64-bit number
         raise ApiError(400, "invalid_request", "cursor: the number a previous page returned")
-    cursor = int(raw_cursor)
     client = request.app[CONSOLE_KEY].redis
     escaped = _GLOB.sub(r"\\\1", search)  # the search is text, never a pattern
     match = ROOM_PREFIX + (f"*{escaped}*" if search else "*")
