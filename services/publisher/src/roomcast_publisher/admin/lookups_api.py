@@ -38,44 +38,64 @@ def _text(key: bytes | str) -> str:
     return key.decode(errors="replace") if isinstance(key, bytes) else key
 
 
+def _page_cursor(raw: str) -> tuple[int, int]:
+    """A page cursor: SCAN's cursor, and how many matches of that step were listed."""
+    scan, _, skip = raw.partition(".")
+    if not (
+        scan.isdigit() and len(scan) <= 20 and (not skip or (skip.isdigit() and len(skip) <= 6))
+    ):
+        raise ApiError(400, "invalid_request", "cursor: the value a previous page returned")
+    cursor = int(scan)
+    if cursor >= 1 << 64:  # SCAN's cursor is an unsigned 64-bit number
+        raise ApiError(400, "invalid_request", "cursor: the value a previous page returned")
+    return cursor, int(skip or 0)
+
+
 async def rooms(request: web.Request) -> web.Response:
-    """Rooms with members (from presence) whose name contains `q`: a page and a cursor."""
+    """Rooms with members (from presence) whose name contains `q`: a page and a cursor.
+
+    A page ends at `limit` rooms or after SCAN_STEPS steps. When it ends inside a
+    step, the cursor names that step and how much of it was listed: the next page runs
+    the step again and goes on after those (a step's matches are listed in name order).
+    """
     require_admin(request)
     search = request.query.get("q", "")
     if len(search) > MAX_QUERY:
         raise ApiError(400, "invalid_request", f"q: at most {MAX_QUERY} characters")
     limit = bounded_int(request, "limit", 50, MAX_PAGE)
-    raw_cursor = request.query.get("cursor", "0")
-    cursor = int(raw_cursor) if raw_cursor.isdigit() and len(raw_cursor) <= 20 else -1
-    if not 0 <= cursor < 1 << 64:  # SCAN's cursor is an unsigned 64-bit number
-        raise ApiError(400, "invalid_request", "cursor: the number a previous page returned")
+    cursor, skip = _page_cursor(request.query.get("cursor", "0"))
     client = request.app[CONSOLE_KEY].redis
     escaped = _GLOB.sub(r"\\\1", search)  # the search is text, never a pattern
     match = ROOM_PREFIX + (f"*{escaped}*" if search else "*")
     found: list[str] = []
+    after: str | None = None
     try:
         for _ in range(SCAN_STEPS):
-            cursor, keys = await client.scan(cursor, match=match, count=SCAN_COUNT)
-            found.extend(_text(k)[len(ROOM_PREFIX) :] for k in keys)
+            following, keys = await client.scan(cursor, match=match, count=SCAN_COUNT)
+            names = sorted({_text(k)[len(ROOM_PREFIX) :] for k in keys})[skip:]
+            space = limit - len(found)
+            found.extend(names[:space])
+            if len(names) > space:
+                after = f"{cursor}.{skip + space}"
+                break
+            cursor, skip = int(following), 0
+            after = str(cursor) if cursor else None
             if cursor == 0 or len(found) >= limit:
                 break
-        found = sorted(set(found))[:limit]
         pipe = client.pipeline(transaction=False)
-        for room in found:
-            pipe.hlen(room_key(room))
-            pipe.hlen(users_key(room))
+        for name in found:
+            pipe.hlen(room_key(name))
+            pipe.hlen(users_key(name))
         counts: list[Any] = await pipe.execute()
     except Exception as exc:
         raise ApiError(
             503, "presence_unavailable", f"rooms cannot be read: {exc}", {"Retry-After": "1"}
         ) from None
     listed = [
-        {"room": room, "connections": int(counts[2 * i]), "users": int(counts[2 * i + 1])}
-        for i, room in enumerate(found)
+        {"room": name, "connections": int(counts[2 * i]), "users": int(counts[2 * i + 1])}
+        for i, name in enumerate(found)
     ]
-    # A page cut at `limit` may leave keys of this SCAN step unlisted: they show on a
-    # search; the cursor goes on from the next step.
-    return json_response({"rooms": listed, "cursor": str(cursor) if cursor else None})
+    return json_response({"rooms": listed, "cursor": after})
 
 
 async def presence(request: web.Request) -> web.Response:

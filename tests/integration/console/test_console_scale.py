@@ -1,0 +1,99 @@
+"""The console's API with 50 edges and 10 000 rooms: every edge listed, rooms paged and searched."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from roomcast_core.edge_reports import REPORTS_KEY, EdgeReports, history_key
+from roomcast_core.presence_store import room_key, users_key
+from tests.conftest import Infra
+from tests.integration.console.conftest import ConsoleStack, admin_get
+
+EDGES = 50
+ROOMS = 10_000
+
+
+@pytest_asyncio.fixture
+async def crowd(infra: Infra) -> AsyncIterator[tuple[str, list[str]]]:
+    """50 edges' reports and 10 000 rooms with a member each, removed afterwards."""
+    tag = uuid.uuid4().hex[:6]
+    client = aioredis.from_url(infra.redis_url)
+    edges = [f"crowd{tag}{i:02d}" for i in range(EDGES)]
+    reports = EdgeReports(client)
+    figures = {"connections": 10, "rooms": 200, "subscriptions": 5, "p99_ms": 3.0}
+    rooms = [f"{tag}-{i}" for i in range(ROOMS)]
+    try:
+        for edge in edges:
+            await reports.write(edge, {**figures, "messages_in_per_s": 1.0})
+        pipe = client.pipeline(transaction=False)
+        for room in rooms:
+            pipe.hset(room_key(room), f"{edges[0]}-c{room}", b"{}")
+            pipe.hset(users_key(room), "u", 1)
+        await pipe.execute()
+        yield tag, edges
+    finally:
+        pipe = client.pipeline(transaction=False)
+        for room in rooms:
+            pipe.delete(room_key(room), users_key(room))
+        for edge in edges:
+            pipe.zrem(REPORTS_KEY, edge)
+            pipe.delete(history_key(edge))
+        await pipe.execute()
+        await client.aclose()
+
+
+async def test_fifty_edges_and_ten_thousand_rooms(
+    console_stack: ConsoleStack, crowd: tuple[str, list[str]]
+) -> None:
+    tag, edges = crowd
+    base = console_stack.publisher.url
+    async with aiohttp.ClientSession() as session:
+        status, body = await admin_get(session, base + "/v1/admin/edges")
+        assert status == 200, body
+        listed = {e["edge_id"]: e for e in body["edges"]}
+        assert set(edges) <= set(listed)
+        assert listed[edges[7]]["rooms"] == 200
+
+        page = ",".join(edges[:20])
+        status, body = await admin_get(session, base + f"/v1/admin/edges/history?edge_id={page}")
+        assert status == 200, body
+        assert {e["edge_id"] for e in body["edges"]} == set(edges[:20])
+        connections = body["columns"].index("connections")
+        assert max(row[connections] for row in body["totals"]) >= 10 * EDGES
+
+        # A search finds one room among 10 000, following the cursor page by page.
+        wanted = f"{tag}-4321"
+        found: list[dict[str, Any]] = []
+        cursor: str | None = "0"
+        for _ in range(200):
+            status, body = await admin_get(
+                session, base + f"/v1/admin/rooms?q={wanted}&cursor={cursor}"
+            )
+            assert status == 200, body
+            found += body["rooms"]
+            cursor = body["cursor"]
+            if cursor is None:
+                break
+        assert found == [{"room": wanted, "connections": 1, "users": 1}]
+
+        # Paging through everything with the tag: pages of at most `limit`, all rooms seen.
+        seen: set[str] = set()
+        cursor = "0"
+        pages = 0
+        while cursor is not None:
+            status, body = await admin_get(
+                session, base + f"/v1/admin/rooms?q={tag}-&limit=200&cursor={cursor}"
+            )
+            assert status == 200, body
+            assert len(body["rooms"]) <= 200
+            seen.update(r["room"] for r in body["rooms"])
+            cursor = body["cursor"]
+            pages += 1
+            assert pages < 1000
+        assert len(seen) == ROOMS
