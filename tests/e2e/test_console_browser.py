@@ -18,6 +18,7 @@ from roomcast_core.edge_link import edge_of
 from tests.conftest import Infra
 from tests.e2e.conftest import Stack, start_stack
 from tests.e2e.test_browser import CHROMIUM_FLAGS
+from tests.integration.console.conftest import EDGES, seeded_crowd
 from tests.integration.edge.conftest import connect, recv_json, token
 
 ADMIN_KEY = "console-admin-key-0123456789"
@@ -163,3 +164,54 @@ async def test_an_operator_finds_and_acts_from_the_console(
     finally:
         await near.close()
         await far.close()
+
+
+async def test_the_console_pages_and_searches_fifty_edges_and_ten_thousand_rooms(
+    console_stack: Stack,
+) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is installed by `make install`"
+    async with (
+        seeded_crowd(console_stack.infra.redis_url) as crowd,
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            await page.goto(console_stack.publisher.url + "/console/")
+            await page.fill("#admin-key", ADMIN_KEY)
+            await page.click("#login-button")
+            # Ten edges a page, found by a search; the totals count every edge.
+            await page.fill("#edge-search", f"crowd{crowd.tag}")
+            await expect(page.locator("#edge-page")).to_have_text(
+                f"page 1 of 5 ({EDGES} edges)", timeout=WAIT_MS
+            )
+            await expect(page.locator("#edge-rows tr")).to_have_count(10)
+            await page.click("#edge-next")
+            await expect(page.locator("#edge-page")).to_contain_text("page 2 of 5")
+            await expect(
+                page.locator(f'#edge-rows tr[data-edge="{crowd.edges[10]}"]')
+            ).to_be_visible()
+            await page.fill("#edge-search", crowd.edges[42])
+            await expect(page.locator("#edge-rows tr")).to_have_count(1)
+
+            # One room among 10 000, following "more" until the search has walked far enough.
+            wanted = crowd.rooms[4321]
+            await page.fill("#room-search", wanted)
+            await page.click("#room-go")
+            found = page.locator("#room-rows button", has_text=wanted)
+            for _ in range(100):
+                await expect(page.locator("#room-result")).to_contain_text(
+                    "listed", timeout=WAIT_MS
+                )
+                if await found.count() or await page.locator("#room-more").is_disabled():
+                    break
+                await page.locator("#room-result").evaluate("node => { node.textContent = '' }")
+                await page.click("#room-more")
+            await expect(found).to_have_count(1)
+            await found.click()
+            await expect(page.locator("#presence-result")).to_contain_text(
+                f"{wanted}: 1 connections, 1 users", timeout=WAIT_MS
+            )
+        finally:
+            await browser.close()

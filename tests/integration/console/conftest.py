@@ -12,8 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from roomcast_core.edge_link import edge_of
+from roomcast_core.edge_reports import REPORTS_KEY, EdgeReports, history_key
+from roomcast_core.presence_store import room_key, users_key
 from roomcast_harness.services import ServiceProcess
 from tests.conftest import Infra
 from tests.integration.edge.conftest import connect, token
@@ -149,3 +152,63 @@ async def open_tail(
             yield response, reader
         finally:
             await reader.close()
+
+
+EDGES = 50
+ROOMS = 10_000
+
+
+@dataclass
+class Crowd:
+    tag: str
+    edges: list[str]
+    rooms: list[str]
+
+
+@contextlib.asynccontextmanager
+async def seeded_crowd(redis_url: str) -> AsyncIterator[Crowd]:
+    """50 edges reporting (every 2 s while it lasts) and 10 000 rooms with a member each,
+    all removed afterwards."""
+    tag = uuid.uuid4().hex[:6]
+    client = aioredis.from_url(redis_url)
+    crowd = Crowd(
+        tag, [f"crowd{tag}{i:02d}" for i in range(EDGES)], [f"{tag}-{i}" for i in range(ROOMS)]
+    )
+    reports = EdgeReports(client)
+    figures = {
+        "connections": 10,
+        "rooms": 200,
+        "subscriptions": 5,
+        "messages_in_per_s": 1.0,
+        "p99_ms": 3.0,
+    }
+
+    async def report() -> None:
+        for edge in crowd.edges:
+            await reports.write(edge, figures)
+
+    async def keep_reporting() -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            await report()
+
+    await report()
+    reporting = asyncio.create_task(keep_reporting())
+    try:
+        pipe = client.pipeline(transaction=False)
+        for room in crowd.rooms:
+            pipe.hset(room_key(room), f"{crowd.edges[0]}-c{room}", b"{}")
+            pipe.hset(users_key(room), "u", 1)
+        await pipe.execute()
+        yield crowd
+    finally:
+        reporting.cancel()
+        await asyncio.gather(reporting, return_exceptions=True)
+        pipe = client.pipeline(transaction=False)
+        for room in crowd.rooms:
+            pipe.delete(room_key(room), users_key(room))
+        for edge in crowd.edges:
+            pipe.zrem(REPORTS_KEY, edge)
+            pipe.delete(history_key(edge))
+        await pipe.execute()
+        await client.aclose()

@@ -2,56 +2,33 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
-import redis.asyncio as aioredis
 
-from roomcast_core.edge_reports import REPORTS_KEY, EdgeReports, history_key
-from roomcast_core.presence_store import room_key, users_key
 from tests.conftest import Infra
-from tests.integration.console.conftest import ConsoleStack, admin_get
-
-EDGES = 50
-ROOMS = 10_000
+from tests.integration.console.conftest import (
+    EDGES,
+    ROOMS,
+    ConsoleStack,
+    Crowd,
+    admin_get,
+    seeded_crowd,
+)
 
 
 @pytest_asyncio.fixture
-async def crowd(infra: Infra) -> AsyncIterator[tuple[str, list[str]]]:
-    """50 edges' reports and 10 000 rooms with a member each, removed afterwards."""
-    tag = uuid.uuid4().hex[:6]
-    client = aioredis.from_url(infra.redis_url)
-    edges = [f"crowd{tag}{i:02d}" for i in range(EDGES)]
-    reports = EdgeReports(client)
-    figures = {"connections": 10, "rooms": 200, "subscriptions": 5, "p99_ms": 3.0}
-    rooms = [f"{tag}-{i}" for i in range(ROOMS)]
-    try:
-        for edge in edges:
-            await reports.write(edge, {**figures, "messages_in_per_s": 1.0})
-        pipe = client.pipeline(transaction=False)
-        for room in rooms:
-            pipe.hset(room_key(room), f"{edges[0]}-c{room}", b"{}")
-            pipe.hset(users_key(room), "u", 1)
-        await pipe.execute()
-        yield tag, edges
-    finally:
-        pipe = client.pipeline(transaction=False)
-        for room in rooms:
-            pipe.delete(room_key(room), users_key(room))
-        for edge in edges:
-            pipe.zrem(REPORTS_KEY, edge)
-            pipe.delete(history_key(edge))
-        await pipe.execute()
-        await client.aclose()
+async def crowd(infra: Infra) -> AsyncIterator[Crowd]:
+    async with seeded_crowd(infra.redis_url) as seeded:
+        yield seeded
 
 
 async def test_fifty_edges_and_ten_thousand_rooms(
-    console_stack: ConsoleStack, crowd: tuple[str, list[str]]
+    console_stack: ConsoleStack, crowd: Crowd
 ) -> None:
-    tag, edges = crowd
+    tag, edges = crowd.tag, crowd.edges
     base = console_stack.publisher.url
     async with aiohttp.ClientSession() as session:
         status, body = await admin_get(session, base + "/v1/admin/edges")
