@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
@@ -9,7 +10,7 @@ import aiohttp
 import pytest
 
 from roomcast_harness.services import ServiceProcess
-from tests.conftest import Infra, infra_on
+from tests.conftest import Infra, ServiceFactory, infra_on
 from tests.integration.console.conftest import ADMIN, ADMIN_KEY, admin_get, open_tail
 
 
@@ -58,3 +59,24 @@ async def test_the_tail_and_the_look_back_read_redis_streams(publisher: ServiceP
             old["message_id"],
             new["message_id"],
         ]
+
+
+async def test_an_open_tail_never_holds_up_a_stopping_publisher(
+    infra: Infra, start_service: ServiceFactory
+) -> None:
+    env = infra.env(
+        f"roomcast.console.{uuid.uuid4().hex[:10]}", ROOMCAST_PUBLISHER__ADMIN_KEYS=ADMIN_KEY
+    )
+    proc = start_service("publisher", env, name="stopping-publisher")
+    async with (
+        aiohttp.ClientSession() as session,
+        open_tail(session, proc.url + "/v1/admin/tail") as (_, events),
+    ):
+        assert (await events.next()).event == "ready"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        code = await asyncio.to_thread(proc.stop)
+        assert loop.time() - started < 10, "the tail held the publisher up"
+        assert code == 0
+        end = await events.next()
+        assert end.event == "end"
