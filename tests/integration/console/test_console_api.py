@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import websockets
 
+from roomcast_client import RoomcastClient
 from tests.integration.console.conftest import (
     ADMIN,
     PUBLISHING,
@@ -396,3 +397,30 @@ async def test_bad_admin_input_is_a_4xx(
     ):
         assert 400 <= response.status < 500, (response.status, await response.text())
         assert (await response.json())["error"]["code"]
+
+
+async def test_the_python_client_stays_closed_after_an_operator_close(
+    console_stack: ConsoleStack,
+) -> None:
+    edge = console_stack.edges[1]
+    user = f"py-{uuid.uuid4().hex[:6]}"
+    url = edge.url.replace("http://", "ws://") + "/ws"
+    async with aiohttp.ClientSession() as session:
+        client = RoomcastClient(url, token(subject=user), session=session, backoff_min=0.05)
+        await client.connect()
+        try:
+            connection_id = client.last_connected["connection_id"]
+            close_url = console_stack.publisher.url + f"/v1/admin/connections/{connection_id}/close"
+            async with session.post(close_url, headers=ADMIN) as response:
+                assert response.status == 200, await response.text()
+
+            async def terminal() -> str | None:
+                return client.terminal
+
+            # `terminal` is set as the client's loop ends: it never reconnects after it.
+            stopped = await until(terminal, lambda t: t is not None, "the client stopped")
+            assert stopped == "closed with 4003"
+            assert client.close_codes == [4003]
+            assert client.connects == 1
+        finally:
+            await client.close()
