@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
+import redis.asyncio as aioredis
 
+from roomcast_core.edge_reports import REPORTS_KEY, history_key
 from tests.conftest import Infra
 from tests.integration.console.conftest import (
     EDGES,
@@ -74,3 +79,28 @@ async def test_fifty_edges_and_ten_thousand_rooms(
             pages += 1
             assert pages < 1000
         assert len(seen) == ROOMS
+
+
+async def test_an_edge_silent_for_ten_seconds_is_gone(
+    console_stack: ConsoleStack, infra: Infra
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    client = aioredis.from_url(infra.redis_url)
+    now_ms = int(time.time() * 1000)
+    reports = {f"quiet{tag}": now_ms - 11_000, f"recent{tag}": now_ms - 5_000}
+    try:
+        for edge, seen_at in reports.items():
+            report = json.dumps({"edge_id": edge, "connections": 1, "seen_at": seen_at})
+            await client.zadd(REPORTS_KEY, {edge: seen_at})
+            await client.lpush(history_key(edge), report)
+        async with aiohttp.ClientSession() as session:
+            status, body = await admin_get(session, console_stack.publisher.url + "/v1/admin/edges")
+        assert status == 200, body
+        listed = {e["edge_id"] for e in body["edges"]}
+        assert f"recent{tag}" in listed
+        assert f"quiet{tag}" not in listed
+    finally:
+        for edge in reports:
+            await client.zrem(REPORTS_KEY, edge)
+            await client.delete(history_key(edge))
+        await client.aclose()

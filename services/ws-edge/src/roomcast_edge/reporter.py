@@ -104,11 +104,18 @@ async def report_forever(
     reports: EdgeReports, edge_id: str, registry: CollectorRegistry, interval: float
 ) -> None:
     previous = current = read_registry(registry, time.monotonic())
+    failing = False
     while True:
         try:
             await reports.write(edge_id, figures(previous, current))
         except Exception as exc:  # Redis away: the console shows this edge as gone
-            log.warning("edge report not written", extra={"error": repr(exc)})
+            if not failing:  # once per outage, not every 2 s
+                log.warning("edge reports not written: %r", exc)
+            failing = True
+        else:
+            if failing:
+                log.info("edge reports written again")
+            failing = False
         previous = current
         await asyncio.sleep(interval)
         current = read_registry(registry, time.monotonic())
