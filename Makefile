@@ -23,7 +23,7 @@ install-runtime: ## install what running the stack needs: uv, the locked runtime
 	$(UV) sync --frozen --no-dev --inexact
 	$(UV) run --no-sync roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
-install: install-runtime ## install what the tests need too: the dev Python deps, chromium, nginx, helm, jaeger, toxiproxy, centrifugo, podman
+install: install-runtime ## install what the tests need too: the dev Python deps, chromium, nginx, helm, jaeger, toxiproxy, centrifugo, podman, the console's build tools (npm ci)
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
@@ -31,6 +31,7 @@ install: install-runtime ## install what the tests need too: the dev Python deps
 	@scripts/ensure-jaeger.sh >/dev/null
 	@scripts/ensure-centrifugo.sh >/dev/null
 	@scripts/ensure-podman.sh
+	@cd services/publisher/console && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 lint: install ## ruff lint and format check
 	$(UV) run ruff check .

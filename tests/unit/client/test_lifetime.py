@@ -30,6 +30,7 @@ from roomcast_core.tokens import TokenIssuer
         (None, AfterClose.RECONNECT),
         (4001, AfterClose.NEW_TOKEN),
         (1008, AfterClose.STOP),
+        (4003, AfterClose.STOP),
         (1009, AfterClose.STOP),
         (1002, AfterClose.STOP),
         (1007, AfterClose.STOP),
@@ -40,7 +41,7 @@ def test_what_a_client_does_after_each_close_code(code: int | None, action: Afte
 
 
 def test_terminal_codes_are_the_contracts() -> None:
-    assert frozenset({1008, 1009, 1002, 1007}) == TERMINAL_CLOSE_CODES
+    assert frozenset({1008, 1009, 1002, 1007, 4003}) == TERMINAL_CLOSE_CODES
 
 
 def test_refresh_comes_before_expiry_and_is_spread() -> None:

@@ -97,3 +97,17 @@ def test_join_subscribe_are_idempotent_and_reversible() -> None:
     assert not hub.unsubscribe(c["a"], "t", "*")
     assert hub.subscription_count == 0
     assert hub.rooms_of(c["a"]) == frozenset()
+
+
+def test_room_count_is_rooms_with_a_connection() -> None:
+    hub, c = _hub("a", "b")
+    hub.join(c["a"], "1")
+    hub.join(c["b"], "1")
+    hub.join(c["b"], "2")
+    assert hub.room_count == 2
+    hub.leave(c["b"], "2")
+    assert hub.room_count == 1
+    hub.remove(c["a"])
+    assert hub.room_count == 1
+    hub.remove(c["b"])
+    assert hub.room_count == 0

@@ -8,7 +8,7 @@ what was missed and then goes live with no gap and no duplicate.
 Given a token provider (a function returning a fresh token, sync or async) it also
 keeps the connection's token fresh: it sends `refresh` on the open socket ahead of
 expiry (with jitter), and after a 4001 close or a `token_expired` refusal it fetches
-a new token and reconnects with `since`. After a terminal close (1008, 1009, 1002,
+a new token and reconnects with `since`. After a terminal close (1008, 4003, 1009, 1002,
 1007) or a revoked token it stops: retrying the same token or input cannot succeed.
 """
 

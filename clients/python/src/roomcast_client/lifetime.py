@@ -26,8 +26,10 @@ CLOSE_HEARTBEAT = 4000
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_SLOW = 4008
 CLOSE_RESTART = 1012
-# After these the same input or the same token cannot succeed: never reconnect.
-TERMINAL_CLOSE_CODES = frozenset({1008, 1009, 1002, 1007})
+CLOSE_OPERATOR = 4003
+# After these the same input or the same token cannot succeed: never reconnect. 4003
+# (closed by operator) too: only a new decision of the application may reconnect.
+TERMINAL_CLOSE_CODES = frozenset({1008, 1009, 1002, 1007, CLOSE_OPERATOR})
 
 
 class AfterClose(enum.Enum):

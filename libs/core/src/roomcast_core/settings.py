@@ -160,6 +160,8 @@ class PublisherSettings:
     host: str
     port: int
     api_keys: tuple[str, ...]
+    # keys of the operator console and /v1/admin/*, never publishing keys
+    admin_keys: tuple[str, ...]
     max_payload_bytes: int
     max_batch: int
     idempotency_window: int
@@ -349,6 +351,7 @@ def _validators() -> list[Validator]:
             [
                 "auth.api_keys",
                 "publisher.api_keys",
+                "publisher.admin_keys",
                 "auth.cors_origins",
                 "publisher.cors_origins",
                 "edge.cors_origins",
@@ -658,6 +661,7 @@ def _freeze(dyn: Any) -> Settings:
             host=dyn.publisher.host,
             port=dyn.publisher.port,
             api_keys=_split(dyn.publisher.api_keys),
+            admin_keys=_split(dyn.publisher.admin_keys),
             max_payload_bytes=dyn.publisher.max_payload_bytes,
             max_batch=dyn.publisher.max_batch,
             idempotency_window=dyn.publisher.idempotency_window,

@@ -20,6 +20,8 @@ from roomcast_publisher.adapters.aiokafka_internals import check_aiokafka
 from roomcast_publisher.adapters.kafka_sink import KafkaSink
 from roomcast_publisher.adapters.redis_idempotency import RedisIdempotencyStore
 from roomcast_publisher.adapters.redis_stream_sink import RedisStreamSink
+from roomcast_publisher.admin.routes import add_admin_routes
+from roomcast_publisher.admin.state import console_ctx
 from roomcast_publisher.domain.publishing import Publisher, PublishPolicy
 from roomcast_publisher.keys import PUBLISHER_KEY, PUBLISHER_METRICS_KEY, SETTINGS_KEY
 from roomcast_publisher.metrics import PublisherMetrics
@@ -108,6 +110,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(telemetry_ctx("roomcast-publisher"))
     app.cleanup_ctx.append(_links_ctx(settings, traced=exported))
     app.cleanup_ctx.append(presence_ctx)
+    app.cleanup_ctx.append(console_ctx)
     app.cleanup_ctx.append(settled_heap(GC_YOUNG_THRESHOLD))
     add_routes(app)
+    add_admin_routes(app)
     return app

@@ -51,9 +51,14 @@ def _refusal_headers(refusal: Refusal, settings: Settings) -> dict[str, str]:
 
 
 async def publish_message(request: web.Request) -> web.Response:
+    require_api_key(request, request.app[SETTINGS_KEY].publisher.api_keys)
+    return await publish_one(request)
+
+
+async def publish_one(request: web.Request) -> web.Response:
+    """POST /v1/messages once the caller is known (also the console's publish)."""
     settings = request.app[SETTINGS_KEY]
     limits = settings.publisher
-    require_api_key(request, limits.api_keys)
     data = await read_json(request, limits.max_payload_bytes + ENVELOPE_BYTES)
     draft = message_draft(data)
     check_payload(draft.payload, limits.max_payload_bytes)
@@ -70,12 +75,16 @@ async def publish_message(request: web.Request) -> web.Response:
 
 
 async def publish_batch(request: web.Request) -> web.Response:
+    require_api_key(request, request.app[SETTINGS_KEY].publisher.api_keys)
+    return await publish_many(request)
+
+
+async def publish_many(request: web.Request) -> web.Response:
     """Validate every message first (any bad one: 400/413 naming it, nothing published),
     then publish all in order and report each: 202 all published, 207 otherwise, unless
     every message failed alike (then that status: 503, 504 or 409)."""
     settings = request.app[SETTINGS_KEY]
     limits = settings.publisher
-    require_api_key(request, limits.api_keys)
     body_limit = min(BATCH_BODY_MAX, limits.max_batch * (limits.max_payload_bytes + ENVELOPE_BYTES))
     data = await read_json(request, body_limit)
     # Count before validating: a huge batch should not cost a full validation first.

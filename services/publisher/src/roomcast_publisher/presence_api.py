@@ -79,15 +79,19 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def room_presence(request: web.Request) -> web.Response:
+    require_api_key(request, request.app[SETTINGS_KEY].publisher.api_keys)
+    return json_response({"presence": await read_presence(request)})
+
+
+async def read_presence(request: web.Request) -> dict[str, Any]:
+    """The `presence` object of the request's {room}; 400 for a bad name, 503 without Redis."""
     settings = request.app[SETTINGS_KEY]
-    require_api_key(request, settings.publisher.api_keys)
     room = request.match_info["room"].strip()
     if not room or len(room) > MAX_ROOM_LENGTH:
         raise ApiError(400, "invalid_room", f"room must be 1 to {MAX_ROOM_LENGTH} characters")
     try:
-        body = await request.app[PRESENCE_STORE_KEY].read(room, settings.edge.presence_max_members)
+        return await request.app[PRESENCE_STORE_KEY].read(room, settings.edge.presence_max_members)
     except Exception as exc:
         raise ApiError(
             503, "presence_unavailable", f"presence cannot be read: {exc}", {"Retry-After": "1"}
         ) from None
-    return json_response({"presence": body})

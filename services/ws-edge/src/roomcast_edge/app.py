@@ -22,6 +22,7 @@ from roomcast_edge.adapters.kafka_source import KafkaSource
 from roomcast_edge.adapters.redis_archive import RedisArchive
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
+from roomcast_edge.admin_link import add_admin_handlers
 from roomcast_edge.deep_recovery import DeepRecoveries
 from roomcast_edge.housekeeping import (
     check_heartbeats,
@@ -46,6 +47,7 @@ from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
 from roomcast_edge.presence import BatchedPresence
 from roomcast_edge.presence_ctx import deliver_notices, presence_ctx, webhook_ctx
+from roomcast_edge.reporter import reporter_ctx
 from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
 from roomcast_edge.sse_api import sse_ctx
@@ -223,6 +225,7 @@ def create_app(settings: Settings) -> web.Application:
     app[VERIFIER_KEY] = verifier_from_settings(settings.jwt)
     app[EDGE_ID_KEY] = new_edge_id()
     app[LINK_HANDLERS_KEY] = {}
+    add_admin_handlers(app)
     mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-edge"))
     app.cleanup_ctx.append(_redis_ctx)
@@ -232,6 +235,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(sse_ctx)
     app.cleanup_ctx.append(_link_ctx)
+    app.cleanup_ctx.append(reporter_ctx)
     app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))

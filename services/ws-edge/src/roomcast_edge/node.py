@@ -49,6 +49,7 @@ CLOSE_ABUSE = (1008, "rate limit exceeded")
 CLOSE_RESTART = (1012, "service restart")
 # The edge lost records it never read (see `gap`): reconnect, with `since`, anywhere.
 CLOSE_GAP = CLOSE_RESTART
+CLOSE_OPERATOR = (4003, "closed by operator")
 
 __all__ = ["ConnectRequest", "Node"]
 

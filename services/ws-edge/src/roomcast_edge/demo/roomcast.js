@@ -15,11 +15,11 @@
 // `refresh` on the open socket ahead of expiry (at a random 70-85 % of the lifetime
 // the edge reports), and after a 4001 close it fetches a new token and reconnects at
 // once with `since`. A browser cannot read a refused upgrade's 401, so every
-// reconnect asks the provider for a token. After a terminal close (1008, 1009, 1002,
+// reconnect asks the provider for a token. After a terminal close (1008, 4003, 1009, 1002,
 // 1007) it stops and calls `onterminal`: the same token or input cannot succeed.
 
 // After these close codes reconnecting cannot help.
-export const TERMINAL_CLOSE_CODES = new Set([1008, 1009, 1002, 1007]);
+export const TERMINAL_CLOSE_CODES = new Set([1008, 4003, 1009, 1002, 1007]);
 export const CLOSE_TOKEN_EXPIRED = 4001;
 const REFRESH_WINDOW = [0.7, 0.85];
 const REFRESH_RETRY_MAX = 5000;

@@ -74,6 +74,11 @@ class Hub(Generic[C]):
     def subscription_count(self) -> int:
         return self._subscription_count
 
+    @property
+    def room_count(self) -> int:
+        """Rooms with at least one connection here."""
+        return len(self._rooms)
+
     def rooms_of(self, conn: C) -> frozenset[str]:
         return frozenset(self._rooms_of.get(conn, ()))
 

@@ -8,6 +8,7 @@ never touches a socket.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from roomcast_core.tokens import TokenClaims
@@ -17,7 +18,7 @@ from roomcast_edge.domain.ratelimit import TokenBucket
 class Session:
     """Hashable by identity: the hub indexes sessions directly."""
 
-    __slots__ = ("bucket", "claims", "id", "skip", "strikes")
+    __slots__ = ("bucket", "claims", "connected_at", "id", "skip", "strikes")
 
     def __init__(
         self, claims: TokenClaims, bucket: TokenBucket, connection_id: str | None = None
@@ -27,6 +28,8 @@ class Session:
         self.id = connection_id or uuid.uuid4().hex
         self.claims = claims
         self.bucket = bucket
+        # Epoch ms, for operators asking when it connected.
+        self.connected_at = int(time.time() * 1000)
         # Requests refused by the rate limit since the last accepted one.
         self.strikes = 0
         # Per partition, live offsets up to which this client already has (it

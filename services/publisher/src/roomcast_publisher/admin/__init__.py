@@ -1,0 +1,1 @@
+"""The operator console's API (/v1/admin/*) and page (/console/), behind admin keys."""
