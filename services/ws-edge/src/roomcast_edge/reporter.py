@@ -15,12 +15,12 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from roomcast_core.edge_reports import REPORT_SECONDS, EdgeReports
 from roomcast_core.health import METRICS_KEY as REGISTRY_KEY
+from roomcast_core.redis_link import redis_client
 from roomcast_edge.keys import EDGE_ID_KEY, NODE_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ async def reporter_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE_KEY]
     rooms = Gauge("roomcast_edge_rooms", "Rooms with a connection on this edge", registry=registry)
     rooms.set_function(lambda: node.hub.room_count)
-    client = aioredis.Redis.from_url(
-        settings.url, socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout
+    client = redis_client(
+        settings, socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout
     )
     reports = EdgeReports(client)
     edge_id = app[EDGE_ID_KEY]

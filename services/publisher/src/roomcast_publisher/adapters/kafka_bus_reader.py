@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 from roomcast_publisher.domain.tail import BusRecord
 
@@ -33,7 +34,7 @@ class KafkaBusReader:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap_servers,
+            **kafka_options(self._settings),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=FETCH_WAIT_MS,
@@ -45,11 +46,11 @@ class KafkaBusReader:
         knows only topics it was told about)."""
         topic = self._settings.topic
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._settings.bootstrap_servers,
+            **kafka_options(self._settings),
             request_timeout_ms=int(self._settings.request_timeout * 1000),
         )
         try:
-            await admin.start()
+            await start_client(admin, self._settings)
             described = await admin.describe_topics([topic])
         finally:
             await admin.close()
@@ -67,7 +68,7 @@ class KafkaBusReader:
         while True:
             consumer = self._consumer()
             try:
-                await consumer.start()
+                await start_client(consumer, self._settings)
                 tps = await self._partitions()
                 if not tps:
                     raise LookupError(f"topic {self._settings.topic!r} has no partitions yet")
@@ -100,7 +101,7 @@ class KafkaBusReader:
         records: list[BusRecord] = []
         try:
             async with asyncio.timeout(timeout):
-                await consumer.start()
+                await start_client(consumer, self._settings)
                 tps = await self._partitions()
                 if not tps:
                     return []

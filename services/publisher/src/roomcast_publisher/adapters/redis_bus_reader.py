@@ -15,6 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from roomcast_core.redis_link import redis_client
 from roomcast_core.settings import Settings
 from roomcast_core.stream_wire import EntryError, decode_entry, stream_key
 from roomcast_publisher.domain.tail import BusRecord
@@ -39,13 +40,13 @@ def _records(partition: int, entries: Any) -> list[BusRecord]:
 
 class RedisBusReader:
     def __init__(self, settings: Settings) -> None:
-        self._url = settings.redis.url
+        self._redis = settings.redis
         self._timeout = settings.redis.timeout
         self._keys = {stream_key(settings.bus.stream, p): p for p in range(settings.bus.partitions)}
 
     def _client(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            self._url,
+        return redis_client(
+            self._redis,
             socket_timeout=self._timeout + BLOCK_MS / 1000,
             socket_connect_timeout=self._timeout,
         )

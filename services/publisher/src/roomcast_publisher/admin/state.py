@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from roomcast_core.edge_link import EdgeLinkClient
 from roomcast_core.edge_reports import EdgeReports
 from roomcast_core.health import METRICS_KEY as REGISTRY_KEY
+from roomcast_core.redis_link import redis_client
 from roomcast_core.settings import Settings
 from roomcast_publisher.adapters.kafka_bus_reader import KafkaBusReader
 from roomcast_publisher.adapters.redis_bus_reader import RedisBusReader
@@ -69,12 +70,10 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     redis = settings.redis
-    client = aioredis.Redis.from_url(
-        redis.url, socket_timeout=redis.timeout, socket_connect_timeout=redis.timeout
-    )
+    client = redis_client(redis, socket_timeout=redis.timeout, socket_connect_timeout=redis.timeout)
     # No socket timeout: its connection waits on the reply channel (publishes are bounded).
-    link_client = aioredis.Redis.from_url(
-        redis.url, socket_connect_timeout=redis.timeout, health_check_interval=15
+    link_client = redis_client(
+        redis, socket_connect_timeout=redis.timeout, health_check_interval=15
     )
     link = EdgeLinkClient(link_client)
     replies = asyncio.create_task(link.run(), name="admin-edge-link")
