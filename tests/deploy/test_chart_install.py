@@ -134,6 +134,7 @@ def test_given_secrets_are_kept_as_given() -> None:
         "auth-api-keys": "auth-key-1,auth-key-2",
         "publisher-api-keys": "pub-key-1",
         "webhook-secret": "hook-secret",
+        "publisher-admin-keys": "",
     }
     for version in ("1.25.0", kubernetes_validate.latest_version()):
         kubernetes_validate.validate(rendered.one("Secret"), version, strict=True)
@@ -161,7 +162,8 @@ def test_every_secret_comes_from_the_existing_secret() -> None:
         "ROOMCAST_WEBHOOKS__SECRET": ("ops-managed", "webhook-secret"),
     }
     assert refs["publisher"] == {
-        "ROOMCAST_PUBLISHER__API_KEYS": ("ops-managed", "publisher-api-keys")
+        "ROOMCAST_PUBLISHER__API_KEYS": ("ops-managed", "publisher-api-keys"),
+        "ROOMCAST_PUBLISHER__ADMIN_KEYS": ("ops-managed", "publisher-admin-keys"),
     }
     # Nothing secret sits in the ConfigMap.
     (config,) = rendered.of_kind("ConfigMap")
@@ -217,6 +219,7 @@ def test_the_rendered_kafka_env_is_what_the_services_read() -> None:
         ("roomcast-secrets", "jwt-secret"): "j" * 40,
         ("roomcast-secrets", "publisher-api-keys"): "k",
         ("roomcast-secrets", "webhook-secret"): "",
+        ("roomcast-secrets", "publisher-admin-keys"): "",
     }
     for key in ("wsEdge", "publisher"):
         kafka = load_settings(_pod_env(rendered, key, secrets)).kafka
@@ -313,6 +316,7 @@ IN_CLUSTER = {
     "auth-api-keys": "kept-auth-key",
     "publisher-api-keys": "kept-pub-key",
     "webhook-secret": "",
+    "publisher-admin-keys": "",
 }
 
 
@@ -336,3 +340,16 @@ def test_a_first_install_generates_the_keys_it_needs(tmp_path: Path) -> None:
         assert len(data[key]) >= 32, key
     assert len({data["jwt-secret"], data["auth-api-keys"], data["publisher-api-keys"]}) == 3
     assert data["webhook-secret"] == ""  # no webhooks: nothing to sign
+
+
+def test_the_console_is_off_unless_admin_keys_come_from_the_secret() -> None:
+    rendered = render(values={**GIVEN_SECRETS, "secrets.adminKeys": "admin-1,admin-2"})
+    data = {k: base64.b64decode(v).decode() for k, v in rendered.one("Secret")["data"].items()}
+    assert data["publisher-admin-keys"] == "admin-1,admin-2"
+    env = {e["name"]: e for e in container(rendered.deployment("publisher"))["env"]}
+    ref = env["ROOMCAST_PUBLISHER__ADMIN_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "publisher-admin-keys"
+    assert ref["optional"] is True  # a Secret without it: no console, no crash
+    for key in ("auth", "wsEdge"):
+        names = {e["name"] for e in container(rendered.deployment(key))["env"]}
+        assert "ROOMCAST_PUBLISHER__ADMIN_KEYS" not in names

@@ -155,6 +155,7 @@ def test_secrets_reach_the_services_that_need_them() -> None:
         "auth-api-keys",
         "publisher-api-keys",
         "webhook-secret",
+        "publisher-admin-keys",
     }
     assert _config(rendered)["ROOMCAST_MODE"] == "production"
 
@@ -174,7 +175,10 @@ def test_secrets_reach_the_services_that_need_them() -> None:
         "ROOMCAST_JWT__SECRET": "jwt-secret",
         "ROOMCAST_WEBHOOKS__SECRET": "webhook-secret",
     }
-    assert secret_env("publisher") == {"ROOMCAST_PUBLISHER__API_KEYS": "publisher-api-keys"}
+    assert secret_env("publisher") == {
+        "ROOMCAST_PUBLISHER__API_KEYS": "publisher-api-keys",
+        "ROOMCAST_PUBLISHER__ADMIN_KEYS": "publisher-admin-keys",
+    }
 
 
 def test_existing_secret_replaces_the_chart_secret() -> None:
