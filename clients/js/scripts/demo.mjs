@@ -1,36 +1,54 @@
-// Bundles the demo page's script (demo/demo.ts and this package) into the one file
-// the edge serves; the bundle is committed, so the edge needs no Node to serve it.
+// Builds what the edge serves under /demo/: client.js (this package's core as one ES
+// module) and demo.js (the page's script, demo/demo.ts, importing ./client.js). Both
+// are committed, so an edge serves the demo without Node; `npm test` checks that they
+// match their sources.
+import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-export const DEMO_BUNDLE = join(root, "../../services/ws-edge/src/roomcast_edge/demo/demo.js");
+export const DEMO_DIR = join(root, "../../services/ws-edge/src/roomcast_edge/demo");
 
-const BANNER =
-  "// Built from clients/js/demo/demo.ts and @roomcast/client by `npm run build:demo`" +
-  " in clients/js; do not edit.";
+const BANNER = "// Built by `npm run build:demo` in clients/js from its sources; do not edit.";
 
-/** The bundle's text; written to `outfile` unless it is null. */
-export async function buildDemo(outfile = DEMO_BUNDLE) {
-  const result = await esbuild.build({
-    entryPoints: [join(root, "demo/demo.ts")],
-    bundle: true,
-    format: "esm",
-    target: "es2020",
-    minify: true,
-    legalComments: "none",
-    banner: { js: BANNER },
-    write: false,
-    outfile: outfile ?? DEMO_BUNDLE,
-    logLevel: "warning",
+// The page's own import of the package becomes the client.js served beside it.
+const servedClient = {
+  name: "served-client",
+  setup(build) {
+    build.onResolve({ filter: /\/src\/index\.js$/ }, () => ({ path: "./client.js", external: true }));
+  },
+};
+
+const COMMON = {
+  bundle: true,
+  format: "esm",
+  target: "es2020",
+  minify: true,
+  legalComments: "none",
+  banner: { js: BANNER },
+  write: false,
+  logLevel: "warning",
+};
+
+/** {"client.js": text, "demo.js": text}: what the edge's demo folder must hold. */
+export async function demoFiles() {
+  const client = await esbuild.build({
+    ...COMMON,
+    entryPoints: [join(root, "src/index.ts")],
+    outfile: join(DEMO_DIR, "client.js"),
   });
-  const text = result.outputFiles[0].text;
-  if (outfile !== null) {
-    const { writeFileSync } = await import("node:fs");
-    writeFileSync(outfile, text);
-  }
-  return text;
+  const page = await esbuild.build({
+    ...COMMON,
+    entryPoints: [join(root, "demo/demo.ts")],
+    outfile: join(DEMO_DIR, "demo.js"),
+    plugins: [servedClient],
+  });
+  return { "client.js": client.outputFiles[0].text, "demo.js": page.outputFiles[0].text };
+}
+
+export async function buildDemo() {
+  for (const [name, text] of Object.entries(await demoFiles())) writeFileSync(join(DEMO_DIR, name), text);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await buildDemo();
