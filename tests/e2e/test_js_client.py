@@ -168,7 +168,9 @@ async def test_react_hooks_under_strict_mode(
             async with aiohttp.ClientSession() as session:
                 for n in range(3):
                     await publish(session, stack.publisher.url, {"n": n}, topic=topic)
+                await publish(session, stack.publisher.url, {"to": "room"}, room=room)
                 await expect(page.locator("#feed li")).to_have_count(3, timeout=20_000)
+                await expect(page.locator("#room-feed li")).to_have_text(['{"to":"room"}'])
 
                 # Someone else joins the room, then leaves: the page shows both.
                 other = RoomcastClient(
@@ -191,7 +193,8 @@ async def test_react_hooks_under_strict_mode(
                 )
 
             seen = await page.evaluate("window.seen")
-            # StrictMode mounted everything twice: still one socket, one subscribe, one join.
+            # StrictMode mounted everything twice, and useRoom and usePresence share the
+            # room: still one socket, one subscribe, one join.
             assert seen["sockets"] == 1, seen
             sent = [a for a in seen["sent"] if a != "ping"]
             assert sent.count("subscribe") == 1, sent

@@ -8,7 +8,7 @@ import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 
 import { Roomcast } from "../src/index.js";
-import { RoomcastProvider, usePresence, useRoomcast, useTopic } from "../src/react/index.js";
+import { RoomcastProvider, usePresence, useRoom, useRoomcast, useTopic } from "../src/react/index.js";
 
 interface Seen {
   sockets: number;
@@ -71,6 +71,17 @@ function Feed() {
   );
 }
 
+function RoomFeed() {
+  const { messages } = useRoom(room);
+  return (
+    <ol id="room-feed">
+      {messages.map((push) => (
+        <li key={String(push.meta.message_id)}>{JSON.stringify(push.payload)}</li>
+      ))}
+    </ol>
+  );
+}
+
 function Who() {
   const { presence } = usePresence(room);
   return <p id="presence">{presence ? `${presence.connections} connections, ${presence.users} users` : "…"}</p>;
@@ -83,6 +94,7 @@ if (root) {
       <RoomcastProvider client={client}>
         <State />
         <Feed />
+        <RoomFeed />
         <Who />
       </RoomcastProvider>
     </StrictMode>,
