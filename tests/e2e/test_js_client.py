@@ -112,6 +112,10 @@ def test_continuity_lost_beyond_what_the_edge_replays(
     scenario(js_stack[1], "continuity_lost when the gap is beyond what the edge replays")
 
 
+def test_history_and_presence(js_stack: tuple[Stack, dict[str, object]]) -> None:
+    scenario(js_stack[1], "history pages and presence answer from the edge")
+
+
 async def test_sse_transport_end_to_end(js_stack: tuple[Stack, dict[str, object]]) -> None:
     stack, info = js_stack
     async with (

@@ -10,7 +10,8 @@
 import { afterClose } from "./closecodes.js";
 import { backoffDelay, refreshDelay } from "./backoff.js";
 import { Emitter, type Handler } from "./emitter.js";
-import { ConnectionError, HttpError, UnauthorizedError } from "./errors.js";
+import { ConnectionError, UnauthorizedError } from "./errors.js";
+import { fetchHistory } from "./history.js";
 import { StateMachine, type State } from "./machine.js";
 import { PositionVector } from "./positions.js";
 import {
@@ -220,21 +221,7 @@ export class Roomcast {
   /** A page of `GET /v1/history`, authorised by this client's token. */
   async history(query: HistoryQuery): Promise<HistoryPage> {
     const token = this.token ?? (await this.options.getToken());
-    const params = new URLSearchParams();
-    for (const [key, value] of Object.entries(query)) {
-      if (value !== undefined) params.set(key, String(value));
-    }
-    const response = await this.fetchImpl()(`${this.base}/v1/history?${params.toString()}`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-    const body = (await response.json()) as HistoryPage & {
-      error?: { code: string; message: string };
-    };
-    if (!response.ok) {
-      const error = body.error ?? { code: "http_error", message: `HTTP ${response.status}` };
-      throw new HttpError(response.status, error.code, error.message);
-    }
-    return body;
+    return fetchHistory(this.fetchImpl(), this.base, token, query);
   }
 
   // ---- requests ----

@@ -246,6 +246,37 @@ test("continuity_lost when the gap is beyond what the edge replays", async () =>
   );
 });
 
+test("history pages and presence answer from the edge", async () => {
+  const info = stack();
+  const room = unique("hist");
+  const device = unique("dev");
+  const c = client({
+    url: info.edge,
+    getToken: async () => (await issueToken(info.auth, { device })).token,
+    rooms: [room],
+  });
+  const seen = new Recorder(c);
+  try {
+    await c.connect();
+    const sent: string[] = [];
+    for (let n = 1; n <= 3; n++) sent.push((await publish(info.publisher, room, n)).message_id);
+    // Once pushed, the edge has read them: its history holds them too.
+    await step("the pushes", () => sent.every((id) => seen.got(id)), WAIT);
+    const page = await c.history({ room, limit: 100 });
+    assert.deepEqual(
+      page.messages.map((m) => m.meta.message_id),
+      sent,
+    );
+    assert.equal(page.complete, true);
+    const reply = await c.presence(room);
+    const presence = reply["presence"] as { room: string; connections: number };
+    assert.deepEqual([presence.room, presence.connections], [room, 1]);
+    await assert.rejects(c.history({ room, limit: 5000 }), /limit/);
+  } finally {
+    c.disconnect();
+  }
+});
+
 test("over SSE: connects, receives, requests through the uplink", async () => {
   const info = stack();
   const room = unique("sse");
