@@ -13,7 +13,7 @@ BIND ?=
 WORKERS ?=
 REGISTRY ?=
 
-.PHONY: help install-runtime install lint typecheck test test-unit run clean
+.PHONY: help install-runtime install install-js lint typecheck test test-unit test-js run clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ install-runtime: ## install what running the stack needs: uv, the locked runtime
 	$(UV) sync --frozen --no-dev --inexact
 	$(UV) run --no-sync roomcast-harness prepare $(if $(filter redis,$(BUS)),--no-kafka)
 
-install: install-runtime ## install what the tests need too: the dev Python deps, chromium, nginx, helm, jaeger, toxiproxy, centrifugo, podman, the console's build tools (npm ci)
+install: install-runtime install-js ## install what the tests need too: the dev Python deps, chromium, nginx, helm, jaeger, toxiproxy, centrifugo, podman, the JS client's and the console's build tools (npm ci)
 	$(UV) sync --frozen
 	$(UV) run roomcast-harness prepare --browser
 	@scripts/ensure-helm.sh >/dev/null
@@ -40,8 +40,14 @@ lint: install ## ruff lint and format check
 typecheck: install ## mypy --strict on our code, tests and benchmarks included
 	$(UV) run mypy libs services clients tests bench
 
-test: install lint typecheck ## everything: lint, types and the whole test suite against real Redis and Kafka
+install-js: ## the JS client's build and test tools (npm ci, locked by clients/js/package-lock.json)
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+
+test: install lint typecheck test-js ## everything: lint, types and the whole test suite against real Redis and Kafka
 	$(UV) run pytest $(PYTEST_ARGS)
+
+test-js: install-js ## the JS client alone: eslint, tsc, and its Node tests (the real-stack ones run in pytest)
+	cd clients/js && npm run lint && npm run typecheck && npm test
 
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)

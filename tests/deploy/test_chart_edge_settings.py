@@ -98,6 +98,8 @@ NOT_CHART_VALUES = {
     "edge.presence": "off only to measure what presence costs",
     "edge.trace_id_in_meta": "a debugging aid, set through extraEnv",
     "edge.trace_ui_url": "a link of the local demo page",
+    "edge.demo_auth_url": "where the demo page gets tokens; set through extraEnv",
+    "edge.demo_publisher_url": "where the demo page publishes; set through extraEnv",
     "webhooks.secret": "comes from the Secret's webhook-secret",
 }
 

@@ -148,6 +148,9 @@ class EdgeSettings:
     compression: bool
     trace_id_in_meta: bool
     trace_ui_url: str
+    # where the demo page finds auth and the publisher; empty: this host, their ports
+    demo_auth_url: str
+    demo_publisher_url: str
     refresh_grace: float
     # processes sharing the port (roomcast_core.workers); `auto` resolved at load
     workers: int = 1
@@ -339,6 +342,8 @@ def _validators() -> list[Validator]:
                 "webhooks.secret",
                 "webhooks.stream",
                 "edge.trace_ui_url",
+                "edge.demo_auth_url",
+                "edge.demo_publisher_url",
                 "publisher.host",
             ],
             _is_str,
@@ -644,6 +649,8 @@ def _freeze(dyn: Any) -> Settings:
             compression=dyn.edge.compression,
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
             trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
+            demo_auth_url=dyn.edge.demo_auth_url.rstrip("/"),
+            demo_publisher_url=dyn.edge.demo_publisher_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
             workers=worker_count(dyn.edge.workers),
             cors_origins=_split(dyn.edge.cors_origins),

@@ -12,7 +12,8 @@ from roomcast_edge.keys import SETTINGS_KEY
 from roomcast_edge.sse_api import sse_handler
 from roomcast_edge.sse_requests import preflight_handler, requests_handler
 
-# The demo page and the browser client library it uses, shipped inside the package.
+# The demo page and the client bundle it uses (both built from clients/js), shipped
+# inside the package.
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
 
@@ -20,9 +21,26 @@ async def _demo_index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(DEMO_DIR / "index.html")
 
 
+def _beside(request: web.Request, port: int) -> str:
+    """The URL of a service on the host the page was loaded from, at its own port."""
+    host = request.url.host or "localhost"
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{request.scheme}://{host}:{port}"
+
+
 async def _demo_config(request: web.Request) -> web.Response:
-    # What the demo page cannot know by itself: where traces of its pushes can be seen.
-    return web.json_response({"traceUiUrl": request.app[SETTINGS_KEY].edge.trace_ui_url})
+    # What the demo page cannot know by itself: where auth, the publisher and the
+    # traces of its pushes are.
+    settings = request.app[SETTINGS_KEY]
+    edge = settings.edge
+    return web.json_response(
+        {
+            "authUrl": edge.demo_auth_url or _beside(request, settings.auth.port),
+            "publisherUrl": edge.demo_publisher_url or _beside(request, settings.publisher.port),
+            "traceUiUrl": edge.trace_ui_url,
+        }
+    )
 
 
 async def _demo_redirect(_: web.Request) -> web.Response:
