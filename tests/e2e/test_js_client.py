@@ -24,7 +24,7 @@ from playwright.async_api import async_playwright, expect
 
 from roomcast_client import RoomcastClient, fetch_token, publish
 from roomcast_harness.toxiproxy import ToxiproxyServer
-from tests.conftest import Infra
+from tests.conftest import Infra, NginxFactory
 from tests.e2e.conftest import Stack, start_stack
 from tests.e2e.js import run_js_test, run_node
 from tests.e2e.test_browser import CHROMIUM_FLAGS
@@ -117,16 +117,21 @@ def test_history_and_presence(js_stack: tuple[Stack, dict[str, object]]) -> None
 
 
 async def test_sse_transport_end_to_end(js_stack: tuple[Stack, dict[str, object]]) -> None:
-    stack, info = js_stack
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(stack.edges[0].url + "/sse") as response,
-    ):
-        served = response.status != 404
-    if not served:
-        pytest.skip("this edge does not serve GET /sse yet")
     await asyncio.to_thread(
-        scenario, info, "over SSE: connects, receives, requests through the uplink"
+        scenario, js_stack[1], "over SSE: connects, receives, requests through the uplink"
+    )
+
+
+def test_behind_a_proxy_that_refuses_websockets_it_ends_up_on_sse(
+    js_stack: tuple[Stack, dict[str, object]], start_nginx: NginxFactory
+) -> None:
+    """nginx with its defaults (buffering on) that does not pass upgrades on: the
+    client's WebSocket fails, it falls back to SSE and gets everything once."""
+    stack, info = js_stack
+    proxy = start_nginx([stack.edges[0].port], websocket=False)
+    scenario(
+        {**info, "noWebsocketProxy": proxy.url},
+        "behind a proxy that refuses WebSockets it falls back to SSE and delivers everything",
     )
 
 

@@ -300,3 +300,29 @@ test("over SSE: connects, receives, requests through the uplink", async () => {
     c.disconnect();
   }
 });
+
+test("behind a proxy that refuses WebSockets it falls back to SSE and delivers everything", async () => {
+  const info = stack();
+  const url = info.noWebsocketProxy;
+  if (!url) throw new Error("noWebsocketProxy is set by the pytest test that starts nginx");
+  const room = unique("nows");
+  const device = unique("dev");
+  const c = client({
+    url,
+    getToken: async () => (await issueToken(info.auth, { device })).token,
+    rooms: [room],
+  });
+  const seen = new Recorder(c);
+  try {
+    await c.connect();
+    assert.equal(c.transport, "sse", "the WebSocket upgrade was refused: SSE took over");
+    const sent: string[] = [];
+    for (let i = 0; i < 20; i += 1) sent.push((await publish(info.publisher, room, i)).message_id);
+    await step("every push through the buffering proxy", () => sent.every((id) => seen.got(id)), WAIT);
+    assertLedger(sent, seen.pushes);
+    const presence = await c.presence(room);
+    assert.equal(presence.status, "ok", "a request goes up through the proxy too");
+  } finally {
+    c.disconnect();
+  }
+});

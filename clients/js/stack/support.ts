@@ -23,6 +23,8 @@ export interface StackInfo {
   toxiproxy: string;
   /** the edge behind a proxy, and a second edge with MAX_REPLAY=5 behind another */
   proxies: { edge: Proxy; small: Proxy };
+  /** nginx in front of the edge, passing no WebSocket upgrade on (set by one test) */
+  noWebsocketProxy?: string;
 }
 
 export function stack(): StackInfo {
