@@ -22,6 +22,8 @@ from roomcast_edge.adapters.redis_archive import RedisArchive
 from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
 from roomcast_edge.deep_recovery import DeepRecoveries
+from roomcast_edge.domain.in_flight import InFlight
+from roomcast_edge.history_api import HISTORY_PER_TOKEN
 from roomcast_edge.housekeeping import (
     check_heartbeats,
     close_revoked,
@@ -30,6 +32,7 @@ from roomcast_edge.housekeeping import (
 )
 from roomcast_edge.keys import (
     ARCHIVE_KEY,
+    HISTORY_REQUESTS_KEY,
     METRICS_KEY,
     NODE_KEY,
     PRESENCE_KEY,
@@ -188,6 +191,7 @@ def create_app(settings: Settings) -> web.Application:
     registry = CollectorRegistry()
     app[METRICS_KEY] = EdgeMetrics(registry)
     app[VERIFIER_KEY] = verifier_from_settings(settings.jwt)
+    app[HISTORY_REQUESTS_KEY] = InFlight(HISTORY_PER_TOKEN)
     mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-edge"))
     app.cleanup_ctx.append(_redis_ctx)

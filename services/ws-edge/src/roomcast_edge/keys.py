@@ -7,6 +7,7 @@ from aiohttp import web
 from roomcast_core.settings import Settings
 from roomcast_core.tokens import TokenVerifier
 from roomcast_edge.adapters.redis_presence import RedisPresence
+from roomcast_edge.domain.in_flight import InFlight
 from roomcast_edge.domain.ports import StreamArchive
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
@@ -22,3 +23,5 @@ REVOCATIONS_KEY = web.AppKey("revocations", BatchedRevocations)
 ROOM_PRESENCE_KEY = web.AppKey("room_presence", BatchedPresence)
 # The bus's own log read back (None: this bus has no read-back, memory only).
 ARCHIVE_KEY: web.AppKey[StreamArchive | None] = web.AppKey("archive")
+# GET /v1/history requests in progress per token.
+HISTORY_REQUESTS_KEY = web.AppKey("history_requests", InFlight)
