@@ -92,7 +92,10 @@ class DeepRecoveries:
                     continue
                 if job.pending() is None or job.buffered >= READ_AHEAD:
                     if job.buffered and loop.time() - drained_at > STALL:
-                        raise _GiveUp("the client does not read")
+                        if _queued_behind(conn, job):
+                            drained_at = loop.time()  # earlier replays go first
+                        else:
+                            raise _GiveUp("the client does not read")
                     wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), IDLE_CHECK)
@@ -193,3 +196,9 @@ async def _scan(
         found.extend((p.timestamp, p.offset) for p in chunk.publications if job.matches(p))
         after = chunk.last
     return found
+
+
+def _queued_behind(conn: Connection, job: DeepJob) -> bool:
+    """Whether other replay jobs of the connection are sent before this one."""
+    replay = conn.replay
+    return replay is not None and bool(replay.jobs) and replay.jobs[0] is not job
