@@ -190,26 +190,31 @@ class ReplayIndex:
         """The latest `n` matching publications of the partition up to offset `upto`
         (None: the newest), in offset order.
 
-        Each key's list is walked backwards, at most `max_scan` entries of it.
+        The lists are walked backwards together, newest first, at most `max_scan`
+        entries of each: the cost is `n` plus what does not match, however many
+        lists the selection names.
         """
         state = self._partitions.get(partition)
         if state is None or n <= 0:
             return []
-        found: list[Publication] = []
+        tails: list[Iterator[Publication]] = []
         for key in keys:
             run = state.runs.get(key)
             if run is None:
                 continue
-            items, taken = run.items, 0
+            items = run.items
             end = len(items) if upto is None else run.index_after(upto)
-            for i in range(end - 1, max(run.head, end - max_scan) - 1, -1):
-                if matches(items[i]):
-                    found.append(items[i])
-                    taken += 1
-                    if taken >= n:
-                        break
-        found.sort(key=_offset)
-        return found[-n:]
+            first = max(run.head, end - max_scan)
+            if end > first:
+                tails.append(map(items.__getitem__, range(end - 1, first - 1, -1)))
+        found: list[Publication] = []
+        for publication in heapq.merge(*tails, key=_offset, reverse=True):
+            if matches(publication):
+                found.append(publication)
+                if len(found) >= n:
+                    break
+        found.reverse()
+        return found
 
     def read(self, partition: int, keys: list[Key], after: int) -> Iterator[Publication]:
         """Publications of these keys after `after`, in offset order (one partition).
