@@ -4,7 +4,8 @@ Partitions are read one after the other, each in offset order, from the request'
 vector up to where the edge had read when the request came. What the in-memory
 history still holds is read from its index, MEMORY_STEP records per event-loop turn;
 what is older comes from the bus's own log through a borrowed reader, a chunk per
-await. A page ends at `limit` messages or after SCAN_BUDGET records examined; `next`
+await, given back every READER_HOLD seconds so that pages and recoveries take
+turns. A page ends at `limit` messages or after SCAN_BUDGET records examined; `next`
 continues exactly after what it covered. A token has at most HISTORY_PER_TOKEN pages
 in progress at once (429 beyond).
 """
@@ -46,6 +47,8 @@ SCAN_BUDGET = 200_000
 ARCHIVE_CHUNK = 500
 # A page that needs the bus and cannot get it in this time is a 503, not a stall.
 ARCHIVE_TIMEOUT = 30.0
+# Seconds a page keeps a reader of the bus before it queues again behind the others.
+READER_HOLD = 0.5
 # Records of the in-memory history examined in one event-loop turn.
 MEMORY_STEP = 256
 # Pages one token may have in progress at once on an edge.
@@ -107,8 +110,11 @@ async def read_page(
     def wanted(topic: str | None, type_: str | None, room: str | None) -> bool:
         return matches(Publication(0, 0, topic, type_, room, b"", 0.0))
 
-    async with contextlib.AsyncExitStack() as stack:
+    loop = asyncio.get_running_loop()
+    borrowed = contextlib.AsyncExitStack()
+    try:
         reader: ArchiveReader | None = None
+        held_until = 0.0
         for partition in sorted(end):
             last = end[partition]
             seen = after.get(partition, -1)
@@ -126,7 +132,14 @@ async def read_page(
                     seen = upto  # this bus keeps nothing older than the history
                     continue
                 if reader is None:
-                    reader = await stack.enter_async_context(archive.reader("history", owner))
+                    borrowed = contextlib.AsyncExitStack()
+                    reader = await borrowed.enter_async_context(archive.reader("history", owner))
+                    held_until = loop.time() + READER_HOLD
+                elif loop.time() > held_until:
+                    # Taken in turns with recoveries and other pages: queue again.
+                    reader = None
+                    await borrowed.aclose()
+                    continue
                 try:
                     chunk = await reader.read(partition, seen, upto, ARCHIVE_CHUNK, wanted)
                 except ArchiveGone as gone:
@@ -142,6 +155,8 @@ async def read_page(
                         seen = publication.offset
                         break
             after[partition] = max(seen, after.get(partition, -1))
+    finally:
+        await borrowed.aclose()
     complete = all(after.get(p, -1) >= last for p, last in end.items())
     return b"".join(
         [
