@@ -22,7 +22,7 @@ from roomcast_edge.domain.hub import ANY_TYPE, Hub
 from roomcast_edge.domain.publication import Publication, make_publication
 from roomcast_edge.domain.ratelimit import TokenBucket
 from roomcast_edge.domain.replay import ReplayJob, addressed
-from roomcast_edge.domain.replay_index import ReplayIndex, key_of
+from roomcast_edge.domain.replay_index import ReplayIndex, keys_of
 from roomcast_edge.domain.session import Session
 from roomcast_edge.node import Node
 from roomcast_edge.transport.connection import Connection
@@ -156,7 +156,7 @@ def test_the_index_lets_go_of_what_the_history_evicted() -> None:
         assert history.append(publication)
         index.add(publication)
     index.trim()
-    keys = sorted({key_of(p) for p in history.after({})})
+    keys = list({keys_of(p)[0] for p in history.after({})})  # each one's every-type list
     assert index.count(0, keys, -1, None) == 50
     assert index.dropped(0) == 949
     # offsets going backwards (a re-created topic): the index starts the partition over
@@ -164,7 +164,7 @@ def test_the_index_lets_go_of_what_the_history_evicted() -> None:
     publication = _random_publication(rng, 0, 0)
     history.append(publication)
     index.add(publication)
-    assert index.count(0, [key_of(publication)], -1, None) == 1
+    assert index.count(0, [keys_of(publication)[0]], -1, None) == 1
     assert index.dropped(0) == -1
 
 

@@ -24,6 +24,8 @@ from roomcast_edge.adapters.redis_presence import RedisPresence
 from roomcast_edge.adapters.redis_stream_source import RedisStreamSource
 from roomcast_edge.admin_link import add_admin_handlers
 from roomcast_edge.deep_recovery import DeepRecoveries
+from roomcast_edge.domain.in_flight import InFlight
+from roomcast_edge.history_api import HISTORY_PER_TOKEN
 from roomcast_edge.housekeeping import (
     check_heartbeats,
     close_revoked,
@@ -33,6 +35,7 @@ from roomcast_edge.housekeeping import (
 from roomcast_edge.keys import (
     ARCHIVE_KEY,
     EDGE_ID_KEY,
+    HISTORY_REQUESTS_KEY,
     LINK_CLIENT_KEY,
     LINK_HANDLERS_KEY,
     METRICS_KEY,
@@ -226,6 +229,7 @@ def create_app(settings: Settings) -> web.Application:
     app[EDGE_ID_KEY] = new_edge_id()
     app[LINK_HANDLERS_KEY] = {}
     add_admin_handlers(app)
+    app[HISTORY_REQUESTS_KEY] = InFlight(HISTORY_PER_TOKEN)
     mount_health(app, Health(), registry)
     app.cleanup_ctx.append(telemetry_ctx("roomcast-edge"))
     app.cleanup_ctx.append(_redis_ctx)

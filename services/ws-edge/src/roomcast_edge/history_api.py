@@ -2,10 +2,12 @@
 
 Partitions are read one after the other, each in offset order, from the request's
 vector up to where the edge had read when the request came. What the in-memory
-history still holds is read from it; what is older comes from the bus's own log
-through a borrowed reader (adapters.kafka_archive or redis_archive), a chunk per
-await, so the event loop and the live stream never wait on it. A page ends at `limit` messages or
-after SCAN_BUDGET records examined; `next` continues exactly after what it covered.
+history still holds is read from its index, MEMORY_STEP records per event-loop turn;
+what is older comes from the bus's own log through a borrowed reader, a chunk per
+await, given back every READER_HOLD seconds so that pages and recoveries take
+turns. A page ends at `limit` messages or after SCAN_BUDGET records examined; `next`
+continues exactly after what it covered. A token has at most HISTORY_PER_TOKEN pages
+in progress at once (429 beyond).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from roomcast_edge.domain.history_view import oldest_kept
 from roomcast_edge.domain.ports import ArchiveGone, ArchiveReader, StreamArchive
 from roomcast_edge.domain.positions import format_vector
 from roomcast_edge.domain.publication import Publication
-from roomcast_edge.keys import ARCHIVE_KEY, NODE_KEY, REVOCATIONS_KEY, VERIFIER_KEY
+from roomcast_edge.keys import (
+    ARCHIVE_KEY,
+    HISTORY_REQUESTS_KEY,
+    NODE_KEY,
+    REVOCATIONS_KEY,
+    VERIFIER_KEY,
+)
 from roomcast_edge.node import Node
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,12 @@ SCAN_BUDGET = 200_000
 ARCHIVE_CHUNK = 500
 # A page that needs the bus and cannot get it in this time is a 503, not a stall.
 ARCHIVE_TIMEOUT = 30.0
+# Seconds a page keeps a reader of the bus before it queues again behind the others.
+READER_HOLD = 0.5
+# Records of the in-memory history examined in one event-loop turn.
+MEMORY_STEP = 256
+# Pages one token may have in progress at once on an edge.
+HISTORY_PER_TOKEN = 2
 
 
 def _token(request: web.Request) -> str:
@@ -62,18 +76,26 @@ async def history_handler(request: web.Request) -> web.Response:
         query = parse_query(request.query, claims, int(time.time() * 1000))
     except QueryError as exc:
         return error_response(exc.status, exc.code, str(exc))
+    in_flight = app[HISTORY_REQUESTS_KEY]
+    if not in_flight.enter(claims.jti):
+        message = f"at most {HISTORY_PER_TOKEN} history requests at once per token"
+        return error_response(429, "too_many_requests", message, {"Retry-After": "1"})
     node, archive = app[NODE_KEY], app[ARCHIVE_KEY]
     try:
-        page = await asyncio.wait_for(read_page(node, archive, query), ARCHIVE_TIMEOUT)
+        page = await asyncio.wait_for(read_page(node, archive, query, claims.jti), ARCHIVE_TIMEOUT)
     except Exception as exc:  # the bus's client errors are many; each is a 503
         log.info("history read failed", extra={"error": repr(exc)})
         return error_response(
             503, "history_unavailable", "the stream's log cannot be read now, retry"
         )
+    finally:
+        in_flight.leave(claims.jti)
     return web.Response(body=page, content_type="application/json")
 
 
-async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQuery) -> bytes:
+async def read_page(
+    node: Node, archive: StreamArchive | None, query: HistoryQuery, owner: str = ""
+) -> bytes:
     history = node.history
     end = history.positions()
     since = query.since
@@ -88,8 +110,11 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
     def wanted(topic: str | None, type_: str | None, room: str | None) -> bool:
         return matches(Publication(0, 0, topic, type_, room, b"", 0.0))
 
-    async with contextlib.AsyncExitStack() as stack:
+    loop = asyncio.get_running_loop()
+    borrowed = contextlib.AsyncExitStack()
+    try:
         reader: ArchiveReader | None = None
+        held_until = 0.0
         for partition in sorted(end):
             last = end[partition]
             seen = after.get(partition, -1)
@@ -97,6 +122,9 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
                 if history.covers({partition: seen}, [partition]):
                     seen, count = _from_memory(node, query, partition, seen, last, found)
                     scanned += count
+                    # The live stream goes on between steps; the next one looks again
+                    # whether the history still covers where this one stopped.
+                    await asyncio.sleep(0)
                     continue
                 oldest = oldest_kept(history, partition)
                 upto = last if oldest is None else min(last, oldest - 1)
@@ -104,7 +132,14 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
                     seen = upto  # this bus keeps nothing older than the history
                     continue
                 if reader is None:
-                    reader = await stack.enter_async_context(archive.reader("history"))
+                    borrowed = contextlib.AsyncExitStack()
+                    reader = await borrowed.enter_async_context(archive.reader("history", owner))
+                    held_until = loop.time() + READER_HOLD
+                elif loop.time() > held_until:
+                    # Taken in turns with recoveries and other pages: queue again.
+                    reader = None
+                    await borrowed.aclose()
+                    continue
                 try:
                     chunk = await reader.read(partition, seen, upto, ARCHIVE_CHUNK, wanted)
                 except ArchiveGone as gone:
@@ -120,6 +155,8 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
                         seen = publication.offset
                         break
             after[partition] = max(seen, after.get(partition, -1))
+    finally:
+        await borrowed.aclose()
     complete = all(after.get(p, -1) >= last for p, last in end.items())
     return b"".join(
         [
@@ -142,9 +179,11 @@ def _matching(query: HistoryQuery, publications: list[Publication]) -> Iterator[
 def _from_memory(
     node: Node, query: HistoryQuery, partition: int, seen: int, last: int, found: list[bytes]
 ) -> tuple[int, int]:
-    """Read the partition's history after `seen` up to `last`: (new seen, records scanned).
+    """Read on in the partition's history after `seen`, up to `last`, at most
+    MEMORY_STEP records: (new seen, records examined).
 
-    Synchronous: nothing can change the index while it is read.
+    Synchronous: nothing can change the index while it is read. The index holds each
+    selection's messages in lists of their own, so what is examined mostly matches.
     """
     selector = query.selector
     scanned = 0
@@ -156,6 +195,8 @@ def _from_memory(
             found.append(frame_payload(publication.frame))
             if len(found) >= query.limit:
                 return publication.offset, scanned
+        if scanned >= MEMORY_STEP:
+            return publication.offset, scanned
     return last, scanned
 
 

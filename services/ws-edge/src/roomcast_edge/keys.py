@@ -10,6 +10,7 @@ from roomcast_core.edge_link import EdgeLinkClient, Handler
 from roomcast_core.settings import Settings
 from roomcast_core.tokens import TokenVerifier
 from roomcast_edge.adapters.redis_presence import RedisPresence
+from roomcast_edge.domain.in_flight import InFlight
 from roomcast_edge.domain.ports import StreamArchive
 from roomcast_edge.metrics import EdgeMetrics
 from roomcast_edge.node import Node
@@ -33,3 +34,5 @@ LINK_HANDLERS_KEY: web.AppKey[dict[str, Handler]] = web.AppKey("link_handlers")
 LINK_CLIENT_KEY = web.AppKey("link_client", EdgeLinkClient)
 # Bounds the requests for SSE streams this edge passes to other edges at once.
 FORWARDS_KEY = web.AppKey("sse_forwards", asyncio.Semaphore)
+# GET /v1/history requests in progress per token.
+HISTORY_REQUESTS_KEY = web.AppKey("history_requests", InFlight)

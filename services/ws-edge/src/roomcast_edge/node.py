@@ -283,6 +283,8 @@ class Node:
         """
         if not jobs and not self.fanout.replaying(conn):
             return
+        # Rooms or subscriptions it left: nothing more of them, from any replay.
+        self.fanout.narrow(conn, self.hub.rooms_of(conn), self.hub.subscriptions_of(conn))
         self.fanout.pin(conn, self.history.positions())
         self.fanout.replay(conn, [*jobs, self.dispatcher.follow(conn)])
         for job in jobs:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 from roomcast_core.wire import WireError, decode_value
@@ -61,25 +62,68 @@ def decode(
 
 
 class Lending:
-    """At most `readers` lent at once per edge; the others wait, and both are gauged."""
+    """At most `readers` lent at once per edge, and at most `per_owner` of them to one
+    token, so that no token can take them all; the others wait in arrival order.
 
-    def __init__(self, readers: int, metrics: EdgeMetrics) -> None:
-        self._slots = asyncio.Semaphore(readers)
+    Both the lent and the waiting are gauged. A waiter whose token holds its share is
+    passed over for the next one, and served when its token gives one back.
+    """
+
+    def __init__(self, readers: int, metrics: EdgeMetrics, per_owner: int | None = None) -> None:
+        self._free = readers
+        self._per_owner = per_owner if per_owner is not None else max(1, readers // 2)
+        self._held: dict[str, int] = {}
+        self._queue: deque[tuple[str, asyncio.Future[None]]] = deque()
         self._lent = 0
-        self._waiting = 0
         metrics.archive_readers.set_function(lambda: self._lent)
-        metrics.archive_waiting.set_function(lambda: self._waiting)
+        metrics.archive_waiting.set_function(lambda: len(self._queue))
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        self._waiting += 1
+    async def slot(self, owner: str = "") -> AsyncIterator[None]:
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (owner, granted)
+        self._queue.append(entry)
+        self._grant()
         try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-        self._lent += 1
+            await granted
+        except BaseException:
+            if granted.done() and not granted.cancelled():
+                self._give_back(owner)  # granted, then cancelled before it resumed
+            else:
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(entry)
+            raise
         try:
             yield
         finally:
-            self._lent -= 1
-            self._slots.release()
+            self._give_back(owner)
+
+    def _give_back(self, owner: str) -> None:
+        self._lent -= 1
+        self._free += 1
+        left = self._held[owner] - 1
+        if left:
+            self._held[owner] = left
+        else:
+            del self._held[owner]
+        self._grant()
+
+    def _grant(self) -> None:
+        """Serve the waiters in order, passing over those whose token holds its share."""
+        if not self._free:
+            return
+        kept: deque[tuple[str, asyncio.Future[None]]] = deque()
+        queue = self._queue
+        while queue and self._free:
+            owner, granted = queue.popleft()
+            if granted.done():
+                continue
+            if self._held.get(owner, 0) >= self._per_owner:
+                kept.append((owner, granted))
+                continue
+            self._free -= 1
+            self._lent += 1
+            self._held[owner] = self._held.get(owner, 0) + 1
+            granted.set_result(None)
+        kept.extend(queue)
+        self._queue = kept

@@ -152,8 +152,8 @@ class KafkaArchive:
         return {tp.partition: end[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
 
     @contextlib.asynccontextmanager
-    async def reader(self, purpose: str) -> AsyncIterator[KafkaReader]:
-        async with self._lending.slot():
+    async def reader(self, purpose: str, owner: str = "") -> AsyncIterator[KafkaReader]:
+        async with self._lending.slot(owner):
             reader: KafkaReader | None = None
             try:
                 if self._idle:

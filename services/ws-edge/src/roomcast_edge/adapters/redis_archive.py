@@ -366,8 +366,8 @@ class RedisArchive:
         return await self._first_offsets(before_time(timestamp_ms), partitions)
 
     @contextlib.asynccontextmanager
-    async def reader(self, purpose: str) -> AsyncIterator[RedisReader]:
-        async with self._lending.slot():
+    async def reader(self, purpose: str, owner: str = "") -> AsyncIterator[RedisReader]:
+        async with self._lending.slot(owner):
             yield RedisReader(
                 self._client, self._script, self._prefix, self._metrics, self._budget, purpose
             )

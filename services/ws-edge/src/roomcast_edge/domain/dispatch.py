@@ -8,14 +8,14 @@ that is what keeps recovery exact, no message can fall into the seam or arrive t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
 from roomcast_core.tokens import TokenClaims
 from roomcast_edge.domain import lifetime, protocol
-from roomcast_edge.domain.deep_replay import DeepJob
+from roomcast_edge.domain.deep_replay import DeepJob, Found
 from roomcast_edge.domain.history import History
 from roomcast_edge.domain.history_view import oldest_kept, oldest_kept_before
 from roomcast_edge.domain.hub import Hub
@@ -23,7 +23,7 @@ from roomcast_edge.domain.positions import format_vector
 from roomcast_edge.domain.presence import PresenceQuery
 from roomcast_edge.domain.replay import ReplayJob, Selector
 from roomcast_edge.domain.replay_index import ReplayIndex
-from roomcast_edge.domain.rewind import rewind_since
+from roomcast_edge.domain.rewind import fewer_than, rewind_since
 from roomcast_edge.domain.session import Session
 
 S = TypeVar("S", bound=Session)
@@ -119,8 +119,9 @@ class Dispatcher(Generic[S]):
         self.index = ReplayIndex(partial(oldest_kept, history))
         self.tokens = tokens  # verifies refresh tokens; None: refresh is refused
         # Where the bus's log starts as last seen, for `since` on subscribe/join (which
-        # cannot wait to ask); None: no read-back from the bus.
-        self.known_log_start: Callable[[], dict[int, int] | None] = lambda: None
+        # cannot wait to ask; it answers None until first asked); None: no read-back
+        # from the bus.
+        self.known_log_start: Callable[[], dict[int, int] | None] | None = None
 
     # ---- connecting -------------------------------------------------------
 
@@ -167,8 +168,7 @@ class Dispatcher(Generic[S]):
             session.skip = _bounded(history.ahead(since), positions)
         elif request.rewind:
             selector = Selector.everything(frozenset(rooms), frozenset(subscriptions))
-            start = rewind_since(self.index, selector, request.rewind, positions)
-            replay = [ReplayJob(self.index, selector, start, None)]
+            replay = [self._rewind(selector, request.rewind, None)]
         hello = protocol.connected(
             session.id,
             rooms,
@@ -188,6 +188,33 @@ class Dispatcher(Generic[S]):
         return all(
             p in log_start and since.get(p, -1) + 1 >= log_start[p] for p in partitions
         ) and all(p in partitions for p in since)
+
+    def _rewind(self, selector: Selector, n: int, until: dict[int, int] | None) -> ReplayJob:
+        """The replay of the latest `n` messages `selector` matches (up to `until`, else
+        following the stream): from the history, or, when it holds fewer than `n` and
+        the bus holds more, first searched for on the bus (a DeepJob)."""
+        history, index = self.history, self.index
+        if self.known_log_start is None or not fewer_than(index, selector, n):
+            start = rewind_since(index, selector, n, until or history.positions())
+            return ReplayJob(index, selector, start, until)
+        log_start = self.known_log_start()
+        if log_start is not None and history.covers(
+            {p: log_start.get(p, 0) - 1 for p in history.partitions}
+        ):
+            start = rewind_since(index, selector, n, until or history.positions())
+            return ReplayJob(index, selector, start, until)  # the bus holds nothing older
+
+        # N counts up to now: what comes while the bus is searched is sent as live.
+        now = until or history.positions()
+
+        def start_after(older: Mapping[int, Sequence[Found]]) -> dict[int, int]:
+            return rewind_since(index, selector, n, now, older)
+
+        inner = ReplayJob(index, selector, {}, None, oldest_kept_before(history, {}))
+        job = DeepJob(index, selector, {}, inner, self.deep_targets, n, start_after)
+        if until is not None:
+            job.pin(until)
+        return job
 
     def deep_targets(self) -> dict[int, int]:
         """Per partition, the offset after which the history (its index) takes a replay over."""
@@ -346,14 +373,12 @@ class Dispatcher(Generic[S]):
         until = history.positions()
         if request.since is None:
             assert request.rewind is not None
-            since = rewind_since(self.index, selector, request.rewind, until)
-            return ReplayJob(self.index, selector, since, until)
+            return self._rewind(selector, request.rewind, until)
         since = history.rebase(request.since)
         oldest = oldest_kept_before(history, request.since)
         job = ReplayJob(self.index, selector, since, until, oldest)
-        if history.covers(request.since) or not self._bus_holds(
-            request.since, self.known_log_start()
-        ):
+        log_start = self.known_log_start() if self.known_log_start is not None else None
+        if history.covers(request.since) or not self._bus_holds(request.since, log_start):
             return job
         deep = DeepJob(self.index, selector, request.since, job, self.deep_targets)
         deep.pin(until)

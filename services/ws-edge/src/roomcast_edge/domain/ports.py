@@ -90,5 +90,6 @@ class StreamArchive(Protocol):
     async def offsets_at(self, timestamp_ms: int, partitions: Sequence[int]) -> dict[int, int]:
         """Per partition, the first offset at or after the time (the end when none)."""
 
-    def reader(self, purpose: str) -> AbstractAsyncContextManager[ArchiveReader]:
-        """A reader of its own; waits while the edge's readers are all in use."""
+    def reader(self, purpose: str, owner: str = "") -> AbstractAsyncContextManager[ArchiveReader]:
+        """A reader of its own; waits while the edge's readers are all in use, or while
+        `owner` (a token) holds its share of them."""

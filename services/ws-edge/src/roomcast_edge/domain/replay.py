@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from roomcast_edge.domain.hub import ANY_TYPE, Subscription
 from roomcast_edge.domain.publication import Publication
-from roomcast_edge.domain.replay_index import BROADCAST, Key, ReplayIndex
+from roomcast_edge.domain.replay_index import BROADCAST, Address, Key, ReplayIndex
 
 
 class ReplayBehind(Exception):
@@ -60,18 +60,56 @@ class Selector:
         return self.fresh or not addressed(self.old_rooms, self.old_subs, p)
 
     def keys(self) -> list[Key]:
-        """The index lists that can hold a publication this selector matches."""
+        """The index lists that can hold a publication this selector matches (no two
+        of them hold the same publication)."""
         if self.fresh:
-            keys: list[Key] = [("room", r) for r in sorted(self.rooms)]
-            keys.extend(("topic", t) for t in sorted({t for t, _ in self.subs}))
-            keys.append(BROADCAST)
+            keys: list[Key] = []
+            for room in sorted(self.rooms):
+                keys.append((("room", room), None, None, True))
+                keys.extend(_topic_keys(("room", room), self.subs))
+            for topic in sorted({t for t, _ in self.subs}):
+                keys.extend(_topic_keys(("topic", topic), self.subs, topic))
+            keys.append((BROADCAST, None, None, True))
             return keys
-        added_subs = self.subs - self.old_subs
-        # A room's list holds its topic messages too: read it when the room is new, or
-        # when a subscription was added (its messages in rooms already joined).
-        keys = [("room", r) for r in sorted(self.rooms) if added_subs or r not in self.old_rooms]
-        keys.extend(("topic", t) for t in sorted({t for t, _ in added_subs}))
+        # What the old selection did not receive: a new room's messages, and those of
+        # added subscriptions (not already held through a subscription to every type)
+        # in the rooms and outside them. Broadcasts reached the session already.
+        added = frozenset(
+            (t, x) for t, x in self.subs - self.old_subs if (t, ANY_TYPE) not in self.old_subs
+        )
+        keys = []
+        for room in sorted(self.rooms):
+            if room not in self.old_rooms:
+                keys.append((("room", room), None, None, True))
+                keys.extend(_topic_keys(("room", room), self.subs))
+            else:
+                keys.extend(_topic_keys(("room", room), added))
+        for topic in sorted({t for t, _ in added}):
+            keys.extend(_topic_keys(("topic", topic), added, topic))
         return keys
+
+    def narrowed(self, rooms: frozenset[str], subs: frozenset[Subscription]) -> Selector:
+        """This selector without what the session no longer holds (`rooms`, `subs`)."""
+        if self.rooms <= rooms and self.subs <= subs:
+            return self
+        return Selector(
+            self.rooms & rooms, self.subs & subs, self.old_rooms, self.old_subs, self.fresh
+        )
+
+
+def _topic_keys(
+    address: Address, subs: frozenset[Subscription], only: str | None = None
+) -> list[Key]:
+    """The lists of `address` holding the messages of `subs` (of topic `only`, if given)."""
+    keys: list[Key] = []
+    for topic in sorted({t for t, _ in subs if only is None or t == only}):
+        if (topic, ANY_TYPE) in subs:
+            keys.append((address, topic, None, True))
+        else:
+            keys.extend(
+                (address, topic, x, False) for x in sorted(x for t, x in subs if t == topic)
+            )
+    return keys
 
 
 class ReplayJob:
@@ -122,6 +160,13 @@ class ReplayJob:
         """Stop at `positions` (the stream's end now) instead of following the stream."""
         if self._until is None:
             self._until = dict(positions)
+
+    def narrow(self, rooms: frozenset[str], subs: frozenset[Subscription]) -> None:
+        """The session left rooms or subscriptions: send nothing more of them."""
+        selector = self._selector.narrowed(rooms, subs)
+        if selector is not self._selector:
+            self._selector = selector
+            self._keys = selector.keys()
 
     @property
     def exhausted(self) -> bool:
@@ -211,6 +256,11 @@ class Replay:
             last.pin(positions)
             if last.exhausted:
                 self.jobs.pop()  # it had nothing left to read: requests in a burst add none
+
+    def narrow(self, rooms: frozenset[str], subs: frozenset[Subscription]) -> None:
+        """Nothing of a room or subscription the session no longer holds is sent."""
+        for job in self.jobs:
+            job.narrow(rooms, subs)
 
     def behind(self, index: ReplayIndex) -> bool:
         return any(job.behind(index) for job in self.jobs)

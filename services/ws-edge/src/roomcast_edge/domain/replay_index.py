@@ -1,10 +1,12 @@
-"""The history's publications by address, so a replay reads only what can match.
+"""The history's publications by address and type, so a replay reads only what can match.
 
-Every publication sits in exactly one list: its room's when it has a room, else its
-topic's, else the broadcast list. A `join` replay then reads its room's list, a
-`subscribe` replay its topic's list and the lists of the rooms it is in, and a
-connect replay the lists of its rooms and topics and the broadcast list: the cost
-follows what could be replayed, not the size of the history.
+Every publication has one address: its room when it has one, else its topic, else
+the broadcast address. It sits in the list of its address and topic (every type)
+and, when it has a topic, in the list of its address, topic and type as well. A
+`join` replay then reads its room's lists, a `subscribe` replay the lists of its
+topic and type in its rooms and outside them, a connect replay those of all its
+rooms and subscriptions plus the broadcasts: what is read is what can match, and a
+selection nobody published to costs nothing whatever the size of the history.
 
 The index holds references to the history's own publications (no copy) and lets go
 of them once the history has (`trim`, run every few thousand additions and on the
@@ -21,20 +23,31 @@ from dataclasses import dataclass, field
 
 from roomcast_edge.domain.publication import Publication
 
-Key = tuple[str, str]  # ("room", name), ("topic", name) or ("all", "")
-BROADCAST: Key = ("all", "")
+Address = tuple[str, str]  # ("room", name), ("topic", name) or ("all", "")
+BROADCAST: Address = ("all", "")
+# One list of the index: (address, topic, type, every type). With `every type` the
+# list holds the address's messages of that topic (None: those without a topic)
+# whatever their type, and `type` is None; without it, only those of that type.
+Key = tuple[Address, str | None, str | None, bool]
 
 # Additions between two trims: what the index may hold beyond the history.
 TRIM_EVERY = 4096
 _COMPACT_AT = 1024
 
 
-def key_of(publication: Publication) -> Key:
+def address_of(publication: Publication) -> Address:
     if publication.room is not None:
         return ("room", publication.room)
     if publication.topic is not None:
         return ("topic", publication.topic)
     return BROADCAST
+
+
+def keys_of(publication: Publication) -> tuple[Key, Key | None]:
+    """The lists a publication sits in: every type of its topic, and its own type."""
+    address, topic = address_of(publication), publication.topic
+    whole: Key = (address, topic, None, True)
+    return whole, (address, topic, publication.type, False) if topic is not None else None
 
 
 def _offset(publication: Publication) -> int:
@@ -94,11 +107,14 @@ class ReplayIndex:
             self.forget_partition(partition)  # offsets went backwards: a new log
             state = self._partitions[partition]
         state.last = publication.offset
-        key = key_of(publication)
-        run = state.runs.get(key)
-        if run is None:
-            run = state.runs[key] = _Run()
-        run.items.append(publication)
+        runs = state.runs
+        for key in keys_of(publication):
+            if key is None:
+                continue
+            run = runs.get(key)
+            if run is None:
+                run = runs[key] = _Run()
+            run.items.append(publication)
         state.order.items.append(publication)
         self._since_trim += 1
         if self._since_trim >= TRIM_EVERY:
@@ -121,11 +137,13 @@ class ReplayIndex:
             order, runs = state.order, state.runs
             while len(order) and order.items[order.head].offset < floor:
                 gone = order.pop_front()
-                key = key_of(gone)
-                run = runs[key]
-                run.pop_front()  # the oldest of its key is the oldest of the partition
-                if not len(run):
-                    del runs[key]
+                for key in keys_of(gone):
+                    if key is None:
+                        continue
+                    run = runs[key]
+                    run.pop_front()  # the oldest of its list is the oldest of the partition
+                    if not len(run):
+                        del runs[key]
                 state.dropped = gone.offset
 
     # ---- reading ----------------------------------------------------------
@@ -167,28 +185,36 @@ class ReplayIndex:
         matches: Callable[[Publication], bool],
         n: int,
         max_scan: int,
+        upto: int | None = None,
     ) -> list[Publication]:
-        """The latest `n` matching publications of the partition, in offset order.
+        """The latest `n` matching publications of the partition up to offset `upto`
+        (None: the newest), in offset order.
 
-        Each key's list is walked backwards, at most `max_scan` entries of it.
+        The lists are walked backwards together, newest first, at most `max_scan`
+        entries of each: the cost is `n` plus what does not match, however many
+        lists the selection names.
         """
         state = self._partitions.get(partition)
         if state is None or n <= 0:
             return []
-        found: list[Publication] = []
+        tails: list[Iterator[Publication]] = []
         for key in keys:
             run = state.runs.get(key)
             if run is None:
                 continue
-            items, taken = run.items, 0
-            for i in range(len(items) - 1, max(run.head, len(items) - max_scan) - 1, -1):
-                if matches(items[i]):
-                    found.append(items[i])
-                    taken += 1
-                    if taken >= n:
-                        break
-        found.sort(key=_offset)
-        return found[-n:]
+            items = run.items
+            end = len(items) if upto is None else run.index_after(upto)
+            first = max(run.head, end - max_scan)
+            if end > first:
+                tails.append(map(items.__getitem__, range(end - 1, first - 1, -1)))
+        found: list[Publication] = []
+        for publication in heapq.merge(*tails, key=_offset, reverse=True):
+            if matches(publication):
+                found.append(publication)
+                if len(found) >= n:
+                    break
+        found.reverse()
+        return found
 
     def read(self, partition: int, keys: list[Key], after: int) -> Iterator[Publication]:
         """Publications of these keys after `after`, in offset order (one partition).

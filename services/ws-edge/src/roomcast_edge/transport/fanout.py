@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
+from roomcast_edge.domain.hub import Subscription
 from roomcast_edge.domain.replay import Replay, ReplayBehind, ReplayJob
 from roomcast_edge.domain.replay_index import ReplayIndex
 from roomcast_edge.transport.connection import Connection
@@ -105,11 +106,23 @@ class Fanout:
         if conn.replay is not None:
             conn.replay.pin(positions)
 
+    @staticmethod
+    def narrow(conn: Connection, rooms: frozenset[str], subs: frozenset[Subscription]) -> None:
+        """The session holds only these now: its replay sends nothing of the others."""
+        if conn.replay is not None:
+            conn.replay.narrow(rooms, subs)
+
     def drop_overtaken(self) -> None:
         """Replays the history has overtaken, their clients reading or not, are slow."""
         index = self._index
         behind = [c for c in self._replaying if c.replay is not None and c.replay.behind(index)]
         for conn in behind:
+            self._on_slow(conn)
+
+    def give_up(self, conn: Connection) -> None:
+        """Its replay cannot be sent exactly (or at all): the client is closed as slow,
+        whether or not its socket is paused, and starts again with its `since`."""
+        if not conn.closed:
             self._on_slow(conn)
 
     def writable(self, conn: Connection) -> None:
