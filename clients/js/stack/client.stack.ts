@@ -309,6 +309,7 @@ test("behind a proxy that refuses WebSockets it falls back to SSE and delivers e
   const device = unique("dev");
   const c = client({
     url,
+    transports: ["websocket", "sse"], // the default order of a client out of the box
     getToken: async () => (await issueToken(info.auth, { device })).token,
     rooms: [room],
   });
