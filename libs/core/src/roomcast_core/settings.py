@@ -121,6 +121,10 @@ class EdgeSettings:
     trace_id_in_meta: bool
     trace_ui_url: str
     refresh_grace: float
+    # "all": every edge reads every partition; "shared": the edges of one deployment
+    # split the partitions (consumer group `group`) and route messages to each other
+    ingest: str = "all"
+    group: str = "roomcast-edge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,7 @@ def _validators() -> list[Validator]:
         ),
         Validator("log.format", is_in=["json", "text"]),
         Validator("bus.kind", is_in=["kafka", "redis"]),
+        Validator("edge.ingest", is_in=["all", "shared"]),
         Validator("bus.durability", is_in=["aof", "write"]),
         *check(
             ["bus.partitions", "bus.max_len"],
@@ -283,6 +288,7 @@ def _validators() -> list[Validator]:
                 "webhooks.secret",
                 "webhooks.stream",
                 "edge.trace_ui_url",
+                "edge.group",
                 "publisher.host",
             ],
             _is_str,
@@ -496,6 +502,8 @@ def _freeze(dyn: Any) -> Settings:
             trace_id_in_meta=dyn.edge.trace_id_in_meta,
             trace_ui_url=dyn.edge.trace_ui_url.rstrip("/"),
             refresh_grace=float(dyn.edge.refresh_grace),
+            ingest=str(dyn.edge.ingest),
+            group=str(dyn.edge.group),
         ),
         webhooks=WebhookSettings(
             urls=_split(dyn.webhooks.urls),
