@@ -23,7 +23,6 @@ from tests.integration.edge.conftest import (
     Publisher,
     bus_publisher,
     connect,
-    http_get,
     message,
     metric,
     pushes_until,
@@ -31,58 +30,23 @@ from tests.integration.edge.conftest import (
     request,
     token,
 )
-
-PARTITIONS = 3
-
-
-def _edges(infra: Infra, topic: str, tmp_path: Path, count: int) -> list[ServiceProcess]:
-    env = infra.env(
-        topic,
-        ROOMCAST_EDGE__INGEST="shared",
-        ROOMCAST_EDGE__GROUP=f"group-{topic}",
-        ROOMCAST_KAFKA__PARTITIONS=str(PARTITIONS),
-    )
-    procs = [
-        ServiceProcess("edge", env, tmp_path / "logs", name=f"edge-{i + 1}") for i in range(count)
-    ]
-    for proc in procs:
-        proc.launch()
-    for proc in procs:
-        proc.wait_ready(timeout=90)
-    return procs
+from tests.integration.edge.shared_ingest_support import (
+    PARTITIONS,
+    routed,
+    shared_env,
+    split,
+    start_edges,
+    vector,
+)
 
 
 @pytest.fixture
 def two_edges(infra: Infra, topic: str, tmp_path: Path) -> Iterator[list[ServiceProcess]]:
-    procs: list[ServiceProcess] = []
-    try:
-        procs = _edges(infra, topic, tmp_path, 2)
-        yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
-
-
-def _owned(edge: ServiceProcess) -> int:
-    return int(metric(edge, "roomcast_edge_partitions_owned"))
-
-
-async def _until(check: Any, what: str, timeout: float = WAIT) -> None:
-    """Wait for a condition with a deadline (never a fixed sleep)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await asyncio.to_thread(check):
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def _split(edges: list[ServiceProcess]) -> None:
-    """Every partition owned, by more than one edge when there are several."""
-    await _until(
-        lambda: sum(_owned(e) for e in edges) == PARTITIONS and all(_owned(e) for e in edges),
-        "the partitions to be split",
-        timeout=60,
-    )
+    env = shared_env(infra, topic)
+    procs = start_edges([env, env], tmp_path / "logs")
+    yield procs
+    for proc in procs:
+        proc.stop()
 
 
 async def _pushes(ws: ClientConnection, marker: str) -> list[dict[str, Any]]:
@@ -92,7 +56,7 @@ async def _pushes(ws: ClientConnection, marker: str) -> list[dict[str, Any]]:
 async def test_a_client_gets_what_another_edge_read_once_and_filtered(
     infra: Infra, topic: str, two_edges: list[ServiceProcess]
 ) -> None:
-    await _split(two_edges)
+    await split(two_edges)
     edge_a, edge_b = two_edges
     room = f"r-{uuid.uuid4().hex[:6]}"
     # One client per way of addressing, on each edge: every message is read by one edge
@@ -121,20 +85,12 @@ async def test_a_client_gets_what_another_edge_read_once_and_filtered(
     # and sent on once.
     read = [metric(e, "roomcast_edge_bus_records_total") for e in two_edges]
     assert sum(read) == len(sent["order"]) + 1
-    out = sum(_routed(e, "out") for e in two_edges)
+    out = sum(routed(e, "out") for e in two_edges)
     assert out == len(sent["order"]) + 1
 
 
 def _wants(kind: str) -> set[str]:
     return {"room": {"room", "broadcast"}, "topic": {"topic", "broadcast"}}.get(kind, {"broadcast"})
-
-
-def _routed(edge: ServiceProcess, direction: str) -> float:
-    _, body = http_get(edge.url + "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(f'roomcast_edge_routed_total{{direction="{direction}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def _send_mix(publisher: Publisher, room: str, count: int) -> dict[str, Any]:
@@ -161,10 +117,10 @@ async def _send_mix(publisher: Publisher, room: str, count: int) -> dict[str, An
     return {"order": order, "room_ids": room_ids, "marker": marker.message_id}
 
 
-async def test_an_edge_whose_clients_want_nothing_gets_nothing_routed(
+async def test_an_edge_whose_clients_want_nothing_gets_nothingrouted(
     infra: Infra, topic: str, two_edges: list[ServiceProcess]
 ) -> None:
-    await _split(two_edges)
+    await split(two_edges)
     busy, idle = two_edges
     room = f"r-{uuid.uuid4().hex[:6]}"
     ws, _ = await connect(busy, token=token(), roomIds=room)
@@ -176,9 +132,9 @@ async def test_an_edge_whose_clients_want_nothing_gets_nothing_routed(
             last = msg.message_id
     got = await _pushes(ws, last)
     assert len(got) == 30
-    assert _routed(idle, "in") == 0
+    assert routed(idle, "in") == 0
     assert metric(idle, "roomcast_edge_messages_in_total") == 0
-    assert _routed(busy, "in") == 30
+    assert routed(busy, "in") == 30
     await ws.close()
 
 
@@ -187,7 +143,7 @@ async def test_clients_joining_while_messages_of_the_room_are_in_flight(
 ) -> None:
     """A room taken up by an edge while its messages stream: every message after the
     client's `connected.position`, exactly once and in order, none lost in the seam."""
-    await _split(two_edges)
+    await split(two_edges)
     room = f"r-{uuid.uuid4().hex[:6]}"
     total = 300
     positions: list[tuple[int, int]] = []
@@ -205,33 +161,29 @@ async def test_clients_joining_while_messages_of_the_room_are_in_flight(
             while len(positions) < 20 * i and not producing.done():
                 await asyncio.sleep(0.01)
             ws, hello = await connect(two_edges[i % 2], token=token(), roomIds=room)
-            joined.append((ws, _vector(hello["position"])))
+            joined.append((ws, vector(hello["position"])))
         await producing
         assert positions[-1][1] > max(v.get(positions[0][0], -1) for _, v in joined)
-    for ws, vector in joined:
+    for ws, last in joined:
         partition = positions[0][0]
-        expected = [i for i, (_, offset) in enumerate(positions) if offset > vector[partition]]
+        expected = [i for i, (_, offset) in enumerate(positions) if offset > last[partition]]
         seqs: list[int] = []
         while len(seqs) < len(expected):
             body = await recv_json(ws, timeout=WAIT)
             if "meta" not in body:
                 continue
             got_partition, offset = (int(x) for x in body["meta"]["position"].split(":"))
-            assert offset > vector.get(got_partition, -1), "twice or out of order"
-            vector[got_partition] = offset
+            assert offset > last.get(got_partition, -1), "twice or out of order"
+            last[got_partition] = offset
             seqs.append(body["payload"]["seq"])
         assert seqs == expected
         await ws.close()
 
 
-def _vector(text: str) -> dict[int, int]:
-    return {int(p): int(o) for p, o in (e.split(":") for e in text.split(","))}
-
-
 async def test_subscribe_and_join_requests_take_channels_up(
     infra: Infra, topic: str, two_edges: list[ServiceProcess]
 ) -> None:
-    await _split(two_edges)
+    await split(two_edges)
     room = f"r-{uuid.uuid4().hex[:6]}"
     ws, _ = await connect(two_edges[1], token=token())
     assert (await request(ws, "join", {"room": room}))["status"] == "ok"

@@ -2,7 +2,8 @@
 
 The edges of a deployment form one consumer group, so each partition is read by one
 live edge at a time. Each record is decoded once into its push, and sent on the one
-channel its key picks (see domain.routing) with SPUBLISH; a batch's messages and then
+channel its key picks (see domain.routing) with SPUBLISH, consecutive records of a
+channel in one payload; a batch's messages, in offset order per partition, and then
 the watermark of its partitions go in one pipeline, so Redis handles them in that
 order. Offsets are committed only once the pipeline was answered: an edge taking a
 partition over (its reader left the group, or was killed and its session timed out)
@@ -16,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -155,24 +155,32 @@ class KafkaRouter:
                     next_mark = time.monotonic() + WATERMARK_EVERY
 
     async def _start_positions(self, consumer: AIOKafkaConsumer) -> None:
-        """Where routing starts on partitions just assigned: the committed offset."""
+        """Where routing starts on partitions just assigned: the committed offset, or
+        the end for a group that never read the partition, committed at once so that
+        an edge taking the partition over goes on from there, not from a later end."""
         topic = self._settings.topic
         for partition, routed in list(self._routed.items()):
             if routed is None:
+                tp = TopicPartition(topic, partition)
                 try:
-                    position = await consumer.position(TopicPartition(topic, partition))
+                    position = await consumer.position(tp)
+                    if await consumer.committed(tp) is None:
+                        await consumer.commit({tp: position})
                 except KafkaError:
-                    continue  # taken away meanwhile
+                    continue  # taken away meanwhile: asked again if it comes back
                 if partition in self._routed:
                     self._routed[partition] = position - 1
 
     async def _route(self, consumer: AIOKafkaConsumer, batch: dict[Any, list[Any]]) -> None:
-        channels: dict[str, list[Routed]] = defaultdict(list)
+        # Runs of consecutive records on one channel, in offset order per partition:
+        # receivers keep a partition's offsets in the order they arrive.
+        runs: list[tuple[str, list[Routed]]] = []
         prefix = self._prefix
         commit: dict[TopicPartition, int] = {}
         count = 0
         for tp, records in batch.items():
             partition = tp.partition
+            run_channel = ""
             self._metrics.bus_records.inc(len(records))
             for record in records:
                 try:
@@ -187,7 +195,11 @@ class KafkaRouter:
                     epoch: float | None = parse_time(message.receive_time)
                 except WireError:
                     epoch = None
-                channels[channel_of(prefix, key_of(publication))].append(Routed(publication, epoch))
+                channel = channel_of(prefix, key_of(publication))
+                if channel != run_channel:
+                    runs.append((channel, []))
+                    run_channel = channel
+                runs[-1][1].append(Routed(publication, epoch))
                 count += 1
             last = records[-1].offset
             commit[tp] = last + 1
@@ -195,7 +207,7 @@ class KafkaRouter:
         for tp, next_offset in commit.items():
             routed[tp.partition] = next_offset - 1
         pipe = self._redis.pipeline(transaction=False)
-        for channel, items in channels.items():
+        for channel, items in runs:
             pipe.spublish(channel, encode_batch(items))
         pipe.spublish(self._broadcast, self._watermark(routed))
         await pipe.execute()
