@@ -9,6 +9,7 @@ SOAK_SECONDS ?= 120
 EDGES ?= 1
 TRACING ?=
 BUS ?=
+INGEST ?=
 
 .PHONY: help install-runtime install lint typecheck test test-unit run clean
 
@@ -40,8 +41,8 @@ test: install lint typecheck ## everything: lint, types and the whole test suite
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)
 
-run: install-runtime ## the whole stack locally until Ctrl-C (EDGES=2 for two edges; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
-	$(UV) run roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS))
+run: install-runtime ## the whole stack locally until Ctrl-C (EDGES=N for N edges on 8081, 8083, 8084, ...; INGEST=shared: the edges split the partitions; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
+	$(UV) run roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS)) $(if $(INGEST),--ingest $(INGEST))
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

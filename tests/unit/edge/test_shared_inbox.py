@@ -21,6 +21,7 @@ from roomcast_edge.domain.routing import (
     Watermark,
     channel_of,
     channel_prefix,
+    channel_runs,
     decode,
     encode_batch,
     encode_watermark,
@@ -194,6 +195,20 @@ def test_route_format_round_trip_and_refusals() -> None:
         except RouteError:
             continue
         raise AssertionError(f"{bad!r} was read")
+
+
+def test_a_partition_goes_out_in_offset_order_whatever_its_channels() -> None:
+    """Grouping a batch by channel would send a later offset of one channel before an
+    earlier one of another, which the receiver would then drop as seen."""
+    items = [_routed(0, 1, "a"), _routed(0, 2, "a"), _routed(0, 3, "b"), _routed(0, 4, "a")]
+    sent = list(channel_runs("p.", items))
+    assert [name for name, _ in sent] == ["p.r.a", "p.r.b", "p.r.a"]
+    offsets = []
+    for _, payload in sent:
+        batch = decode(payload)
+        assert isinstance(batch, list)
+        offsets += [r.publication.offset for r in batch]
+    assert offsets == [1, 2, 3, 4]
 
 
 def test_one_channel_per_key() -> None:

@@ -70,7 +70,10 @@ def _infra(args: argparse.Namespace) -> int:
 def _stack(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="roomcast-stack-"))
     bus = args.bus or os.environ.get("ROOMCAST_BUS__KIND") or "kafka"
-    return run_stack(StackOptions(workdir=workdir, edges=args.edges, tracing=args.tracing, bus=bus))
+    options = StackOptions(
+        workdir=workdir, edges=args.edges, tracing=args.tracing, bus=bus, ingest=args.ingest
+    )
+    return run_stack(options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     infra.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
     infra.set_defaults(func=_infra)
     stack = sub.add_parser("stack", help="run the whole local stack until interrupted")
-    stack.add_argument("--edges", type=int, default=1, choices=[1, 2], help="ws-edge processes")
+    stack.add_argument(
+        "--edges", type=int, default=1, choices=range(1, 17), help="ws-edge processes (1-16)"
+    )
+    stack.add_argument(
+        "--ingest",
+        choices=["", "all", "shared"],
+        default="",
+        help="shared: the edges split the partitions and route messages to each other",
+    )
     stack.add_argument("--workdir", help="where data and logs go (default: a new temp dir)")
     stack.add_argument(
         "--tracing",

@@ -36,6 +36,8 @@ class StackOptions:
     tracing: str = ""
     # "redis": the bus is Redis Streams (Redis runs with AOF); no Kafka is started
     bus: str = "kafka"
+    # "shared": the edges split the bus's partitions (ROOMCAST_EDGE__INGEST); "": as set
+    ingest: str = ""
 
 
 class _LogFollower(threading.Thread):
@@ -167,6 +169,8 @@ def run_stack(options: StackOptions) -> int:
         if on_redis:
             env = {**env, "ROOMCAST_BUS__KIND": "redis"}
             env.pop("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
+        if options.ingest:
+            env = {**env, "ROOMCAST_EDGE__INGEST": options.ingest}
         if jaeger:
             # The caller's own ROOMCAST_* choices still win over these.
             env = {**tracing_env(jaeger), **env}
@@ -177,7 +181,8 @@ def run_stack(options: StackOptions) -> int:
             ("auth", "auth", auth_port),
             ("publisher", "publisher", publisher_port),
         ] + [
-            ("edge", "edge" if i == 0 else f"edge-{i + 1}", edge_port + (2 * i if i else 0))
+            # 8081, then 8083, 8084, ...: 8082 is the publisher's.
+            ("edge", "edge" if i == 0 else f"edge-{i + 1}", edge_port + (1 + i if i else 0))
             for i in range(options.edges)
         ]
         for service, name, port in plan:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -51,6 +52,8 @@ from roomcast_edge.routes import add_routes
 from roomcast_edge.shared_ingest import shared_ingest_ctx
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.takeover import check_aiohttp
+
+log = logging.getLogger(__name__)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -235,6 +238,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.edge.ingest == "shared" and settings.bus.kind == "kafka":
         app.cleanup_ctx.append(shared_ingest_ctx)
     else:
+        if settings.edge.ingest == "shared":
+            log.warning("shared ingest runs on the Kafka bus only yet: reading every stream")
         app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))

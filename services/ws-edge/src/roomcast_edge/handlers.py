@@ -117,7 +117,10 @@ async def _connect(
     if rewind and since is not None:
         return _refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
     log_start = None
-    if since is not None and not node.history.covers(since):
+    # With shared ingest the history may reach back far enough but miss the messages of
+    # a channel taken up late, which only the bus can give: ask it every time.
+    shared = node.dispatcher.coverage is not None
+    if since is not None and (shared or not node.history.covers(since)):
         log_start = await _log_start(app[ARCHIVE_KEY], node)
     connect = ConnectRequest(
         rooms=rooms,

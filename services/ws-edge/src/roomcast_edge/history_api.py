@@ -88,18 +88,22 @@ async def read_page(node: Node, archive: StreamArchive | None, query: HistoryQue
     def wanted(topic: str | None, type_: str | None, room: str | None) -> bool:
         return matches(Publication(0, 0, topic, type_, room, b"", 0.0))
 
+    # Shared ingest: where memory holds every message of the query's channels.
+    coverage = node.dispatcher.coverage
+    covered = coverage(query.selector.keys()) if coverage is not None else {}
     async with contextlib.AsyncExitStack() as stack:
         reader: ArchiveReader | None = None
         for partition in sorted(end):
             last = end[partition]
             seen = after.get(partition, -1)
+            gap = covered.get(partition, -1)
             while seen < last and len(found) < query.limit and scanned < SCAN_BUDGET:
-                if history.covers({partition: seen}, [partition]):
+                if seen >= gap and history.covers({partition: seen}, [partition]):
                     seen, count = _from_memory(node, query, partition, seen, last, found)
                     scanned += count
                     continue
                 oldest = oldest_kept(history, partition)
-                upto = last if oldest is None else min(last, oldest - 1)
+                upto = last if oldest is None else min(last, max(oldest - 1, gap))
                 if archive is None:
                     seen = upto  # this bus keeps nothing older than the history
                     continue

@@ -28,11 +28,10 @@ from roomcast_core.settings import KafkaSettings
 from roomcast_core.wire import WireError, decode_value, parse_time
 from roomcast_edge.adapters.ingest import UndecodableLog
 from roomcast_edge.domain.publication import make_publication
-from roomcast_edge.domain.replay_index import key_of
 from roomcast_edge.domain.routing import (
     Routed,
     channel_of,
-    encode_batch,
+    channel_runs,
     encode_watermark,
 )
 from roomcast_edge.metrics import EdgeMetrics
@@ -172,15 +171,13 @@ class KafkaRouter:
                     self._routed[partition] = position - 1
 
     async def _route(self, consumer: AIOKafkaConsumer, batch: dict[Any, list[Any]]) -> None:
-        # Runs of consecutive records on one channel, in offset order per partition:
-        # receivers keep a partition's offsets in the order they arrive.
-        runs: list[tuple[str, list[Routed]]] = []
+        payloads: list[tuple[str, bytes]] = []
         prefix = self._prefix
         commit: dict[TopicPartition, int] = {}
         count = 0
         for tp, records in batch.items():
             partition = tp.partition
-            run_channel = ""
+            decoded: list[Routed] = []
             self._metrics.bus_records.inc(len(records))
             for record in records:
                 try:
@@ -195,20 +192,17 @@ class KafkaRouter:
                     epoch: float | None = parse_time(message.receive_time)
                 except WireError:
                     epoch = None
-                channel = channel_of(prefix, key_of(publication))
-                if channel != run_channel:
-                    runs.append((channel, []))
-                    run_channel = channel
-                runs[-1][1].append(Routed(publication, epoch))
-                count += 1
+                decoded.append(Routed(publication, epoch))
+            payloads.extend(channel_runs(prefix, decoded))
+            count += len(decoded)
             last = records[-1].offset
             commit[tp] = last + 1
         routed = dict(self._routed)
         for tp, next_offset in commit.items():
             routed[tp.partition] = next_offset - 1
         pipe = self._redis.pipeline(transaction=False)
-        for channel, items in runs:
-            pipe.spublish(channel, encode_batch(items))
+        for channel, payload in payloads:
+            pipe.spublish(channel, payload)
         pipe.spublish(self._broadcast, self._watermark(routed))
         await pipe.execute()
         for partition, offset in routed.items():

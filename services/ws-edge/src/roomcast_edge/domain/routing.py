@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from roomcast_edge.domain.publication import Publication
-from roomcast_edge.domain.replay_index import BROADCAST, Key
+from roomcast_edge.domain.replay_index import BROADCAST, Key, key_of
 
 BATCH = b"M"
 WATERMARK = b"W"
@@ -71,6 +71,22 @@ class Watermark:
 
     partitions: int  # the topic's partition count as the reading edge sees it
     routed: dict[int, int]
+
+
+def channel_runs(prefix: str, partition_items: Iterable[Routed]) -> Iterator[tuple[str, bytes]]:
+    """One partition's publications, in offset order, as (channel, payload) to send in
+    that order: consecutive ones of a channel share a payload, so a receiver, which
+    keeps each offset once in the order they arrive, sees the partition in order."""
+    channel, run = "", list[Routed]()
+    for item in partition_items:
+        here = channel_of(prefix, key_of(item.publication))
+        if here != channel and run:
+            yield channel, encode_batch(run)
+            run = []
+        channel = here
+        run.append(item)
+    if run:
+        yield channel, encode_batch(run)
 
 
 def _text(value: str | None) -> bytes:
