@@ -8,6 +8,8 @@ what each edge spends (records read, messages routed in and out).
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.integration.edge.conftest import (
     Publisher,
     bus_publisher,
     connect,
+    http_get,
     message,
     metric,
     pushes_until,
@@ -202,3 +205,48 @@ async def test_subscribe_and_join_requests_take_channels_up(
             seen.append(body["meta"]["message_id"])
     assert sorted(seen) == sorted(wanted)
     await ws.close()
+
+
+async def test_history_of_a_room_this_edge_never_held_comes_from_the_bus(
+    infra: Infra, topic: str, two_edges: list[ServiceProcess]
+) -> None:
+    await split(two_edges)
+    holder, other = two_edges
+    room = f"r-{uuid.uuid4().hex[:6]}"
+    ws, _ = await connect(holder, token=token(), roomIds=room)
+    # A position the other edge's memory reaches back to, though it holds nothing of
+    # the room: only the bus has the room's messages after it.
+    bystander, hello = await connect(other, token=token())
+    async with bus_publisher(infra, topic, PARTITIONS) as publisher:
+        sent = [message({"n": i}, room=room) for i in range(5)]
+        for msg in sent:
+            await publisher.send(msg)
+    await _pushes(ws, sent[-1].message_id)  # routed: the holder has them all
+    query = urllib.parse.urlencode({"room": room, "since": hello["position"], "token": token()})
+    status, body = await asyncio.to_thread(http_get, f"{other.url}/v1/history?{query}")
+    assert status == 200, body
+    page = json.loads(body)
+    assert [m["meta"]["message_id"] for m in page["messages"]] == [m.message_id for m in sent]
+    assert page["complete"] is True
+    await ws.close()
+    await bystander.close()
+
+
+async def test_with_ingest_all_every_record_is_read_and_nothing_routed(
+    infra: Infra, topic: str, tmp_path: Path
+) -> None:
+    env = infra.env(topic, ROOMCAST_KAFKA__PARTITIONS=str(PARTITIONS))
+    (edge,) = start_edges([env], tmp_path / "logs")
+    try:
+        ws, _ = await connect(edge, token=token())
+        async with bus_publisher(infra, topic, PARTITIONS) as publisher:
+            sent = [message({"n": i}, topic=f"t{i}") for i in range(9)] + [message({"end": 1})]
+            for msg in sent:
+                await publisher.send(msg)
+        await _pushes(ws, sent[-1].message_id)
+        assert metric(edge, "roomcast_edge_bus_records_total") == len(sent)
+        assert metric(edge, "roomcast_edge_routed_total") == 0
+        assert metric(edge, "roomcast_edge_partitions_owned") == PARTITIONS
+        await ws.close()
+    finally:
+        edge.stop()
