@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from roomcast_harness.services import ServiceProcess
 from roomcast_harness.toxiproxy import ToxiproxyServer
 from tests.conftest import Infra
 from tests.integration.edge.conftest import (
@@ -200,3 +201,50 @@ async def test_a_cut_redis_link_is_filled_from_the_bus(
         finally:
             for proc in (steady, flaky):
                 proc.stop()
+
+
+async def test_rebalances_while_edges_start_and_stop_lose_and_repeat_nothing(
+    infra: Infra, topic: str, tmp_path: Path
+) -> None:
+    """Three edges; while messages stream, one leaves (SIGTERM), one joins and one is
+    killed: a client on the edge that stays gets every message once, in order."""
+    env = shared_env(infra, topic)
+    logs = tmp_path / "logs"
+    staying, leaving, killed = start_edges([env, env, env], logs, ["stay", "leave", "kill"])
+    joining: list[ServiceProcess] = []
+    try:
+        await until(lambda: owned(staying) + owned(leaving) + owned(killed) == PARTITIONS, "split")
+        ws, hello = await connect(staying, token=token(), topics=",".join(TOPICS))
+        start = vector(hello["position"])
+        ledger = Ledger()
+        stop = asyncio.Event()
+        async with bus_publisher(infra, topic, PARTITIONS) as publisher:
+
+            async def stream() -> None:
+                while not stop.is_set():
+                    await _publish(ledger, publisher, 7)
+
+            producing = asyncio.create_task(stream())
+            await until(lambda: len(ledger.sent) >= 30, "messages before the changes")
+            await asyncio.to_thread(leaving.stop)  # SIGTERM: leaves the group at once
+            joining += start_edges([env], logs, ["join"])
+            count = len(ledger.sent)
+            await until(lambda: len(ledger.sent) >= count + 30, "messages after a join")
+            killed.process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(killed.process.wait, 10)
+            live = [staying, *joining]
+            await until(
+                lambda: sum(owned(e) for e in live) == PARTITIONS,
+                "the killed edge's partitions taken over",
+                TAKEOVER_SECONDS,
+            )
+            count = len(ledger.sent)
+            await until(lambda: len(ledger.sent) >= count + 30, "messages after the takeover")
+            stop.set()
+            await producing
+        got = await _collect(ws, dict(start), ledger.after(start), ledger)
+        assert got == ledger.after(start)
+        await ws.close()
+    finally:
+        for proc in (staying, leaving, killed, *joining):
+            proc.stop()
