@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from roomcast_core.health import HEALTH_KEY
 from roomcast_edge.adapters.kafka_archive import KafkaArchive
@@ -21,6 +22,7 @@ from roomcast_edge.adapters.route_listener import RouteListener
 from roomcast_edge.domain.inbox import Inbox
 from roomcast_edge.domain.routing import channel_prefix
 from roomcast_edge.keys import METRICS_KEY, NODE_KEY, SETTINGS_KEY
+from roomcast_edge.metrics import EdgeMetrics
 
 # Seconds a channel is kept after its last connection here left (at least 1 s).
 LINGER_SECONDS = 1.0
@@ -36,7 +38,9 @@ async def shared_ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     # No socket timeout: the pub/sub connection waits for messages.
     listening = aioredis.Redis.from_url(redis.url, socket_connect_timeout=redis.timeout)
     # A reader of its own: gaps in the live stream never wait behind client recoveries.
-    archive = KafkaArchive(settings.kafka, 1, metrics)
+    # Its gauges stay out of /metrics (they would replace the recoveries' readers'); the
+    # listener counts the records it reads back.
+    archive = KafkaArchive(settings.kafka, 1, EdgeMetrics(CollectorRegistry()))
     prefix = channel_prefix(settings.kafka.topic)
     history = node.history
     inbox = Inbox(node, history.positions)

@@ -82,10 +82,16 @@ class RouteListener:
                 drop.cancel()
             if not self._inbox.holds(key):
                 self._inbox.hold(key)
-                self._pending.append((True, key))
+                self._subscribe(key)
         elif key not in self._drops:
             loop = asyncio.get_running_loop()
             self._drops[key] = loop.call_later(self._linger, self._drop, key)
+
+    def _subscribe(self, key: Key) -> None:
+        # Counted from now: an answer to an earlier subscription of the channel, still
+        # on its way, must not pass for this one's.
+        self._expect[key] = self._expect.get(key, 0) + 1
+        self._pending.append((True, key))
 
     def _drop(self, key: Key) -> None:
         self._drops.pop(key, None)
@@ -104,8 +110,10 @@ class RouteListener:
         while True:
             pubsub = self._client.pubsub()
             try:
-                self._pending = [(True, key) for key in self._inbox.held]
+                self._pending = []
                 self._expect.clear()
+                for key in self._inbox.held:
+                    self._subscribe(key)
                 await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
@@ -137,21 +145,30 @@ class RouteListener:
             for subscribe, key in pending:
                 if subscribe:
                     if not self._inbox.holds(key):
+                        self._expect[key] -= 1  # let go before it was sent
                         continue
-                    self._expect[key] = self._expect.get(key, 0) + 1
                     await pubsub.ssubscribe(self._channel(key))
                 elif not self._inbox.holds(key):
-                    await pubsub.sunsubscribe(self._channel(key))
+                    name = self._channel(key)
+                    await pubsub.sunsubscribe(name)
+                    if not self._expect.get(key):  # no confirmation of it to come
+                        self._keys.pop(name.encode(), None)
+                        self._expect.pop(key, None)
 
     def _confirmed(self, channel: object) -> None:
         key = self._keys.get(channel) if isinstance(channel, bytes) else None
-        if key is None or not self._inbox.holds(key):
+        if key is None:
             return
+        held = self._inbox.holds(key)
         expected = self._expect.get(key, 0)
         if expected <= 0:
-            raise _LinkLost(f"subscribed again to {channel!r} without asking")
+            if held:
+                raise _LinkLost(f"subscribed again to {channel!r} without asking")
+            return
+        # Counted even for a channel let go meanwhile: a subscription sent again later
+        # is confirmed by its own answer, not by this one.
         self._expect[key] = expected - 1
-        if expected == 1:
+        if expected == 1 and held:
             self._inbox.confirmed(key)
 
     def _message(self, channel: object, data: object) -> None:
@@ -209,6 +226,7 @@ class RouteListener:
                 if chunk.last <= after:
                     raise OSError(f"no records came from partition {read.partition}")
                 found.extend(Routed(p, None) for p in chunk.publications)
+                self._metrics.archive_records.labels("fill").inc(chunk.last - after)
                 after = chunk.last
         return found
 
