@@ -48,6 +48,8 @@ WATERMARK_EVERY = 0.1
 # the rebalance that follows, another edge reads them well within 30 s.
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_MS = 2_000
+# Seconds a partition's start position may take to be known (asked again after).
+START_TIMEOUT = 5.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -80,10 +82,11 @@ class KafkaRouter:
         # start position is not known yet).
         self._routed: dict[int, int | None] = {}
         self._partition_count = 0
+        # Revocations so far: a start position asked for before one is stale.
+        self._revocations = 0
         # Held while a batch is routed and committed: a revocation waits for it.
         self._lock = asyncio.Lock()
         self._undecodable = UndecodableLog(metrics, "records")
-        self.joined = False
 
     # ---- group membership ----------------------------------------------------------
 
@@ -91,11 +94,11 @@ class KafkaRouter:
         for partition in partitions:
             self._routed.setdefault(partition, None)
         self._metrics.partitions_owned.set(len(self._routed))
-        self.joined = True
         log.info("routing partitions", extra={"partitions": sorted(self._routed)})
 
     async def revoked(self, partitions: set[int]) -> None:
         async with self._lock:  # the batch being routed is committed first
+            self._revocations += 1
             for partition in partitions:
                 self._routed.pop(partition, None)
         self._metrics.partitions_owned.set(len(self._routed))
@@ -143,8 +146,9 @@ class KafkaRouter:
         while True:
             batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_RECORDS)
             self._partition_count = len(consumer.partitions_for_topic(topic) or ())
+            # Outside the lock: a rebalance waiting for it must not wait for the broker.
+            await self._start_positions(consumer)
             async with self._lock:
-                await self._start_positions(consumer)
                 owned = {tp: rs for tp, rs in batch.items() if tp.partition in self._routed}
                 if owned:
                     await self._route(consumer, owned)
@@ -160,14 +164,15 @@ class KafkaRouter:
         topic = self._settings.topic
         for partition, routed in list(self._routed.items()):
             if routed is None:
+                revocations = self._revocations
                 tp = TopicPartition(topic, partition)
                 try:
-                    position = await consumer.position(tp)
+                    position = await asyncio.wait_for(consumer.position(tp), START_TIMEOUT)
                     if await consumer.committed(tp) is None:
                         await consumer.commit({tp: position})
-                except KafkaError:
-                    continue  # taken away meanwhile: asked again if it comes back
-                if partition in self._routed:
+                except (KafkaError, TimeoutError):
+                    continue  # taken away meanwhile, or asked again on the next turn
+                if revocations == self._revocations and partition in self._routed:
                     self._routed[partition] = position - 1
 
     async def _route(self, consumer: AIOKafkaConsumer, batch: dict[Any, list[Any]]) -> None:
