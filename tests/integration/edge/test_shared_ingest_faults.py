@@ -1,10 +1,12 @@
 """Shared ingest on Kafka under faults: a reading edge killed, a client moving between
-edges with `since`, an edge's Redis link cut. Each checks a client's pushes against
-what was published: every one it is entitled to, once, in order per partition."""
+edges with `since`, an edge's Redis link cut, Redis restarted, rebalances. Each checks
+a client's pushes against what was published: every one it is entitled to, once, in
+order per partition."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import uuid
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from roomcast_harness.redis_server import RedisServer
 from roomcast_harness.services import ServiceProcess
 from roomcast_harness.toxiproxy import ToxiproxyServer
 from tests.conftest import Infra
@@ -247,4 +250,33 @@ async def test_rebalances_while_edges_start_and_stop_lose_and_repeat_nothing(
         await ws.close()
     finally:
         for proc in (staying, leaving, killed, *joining):
+            proc.stop()
+
+
+async def test_a_redis_restart_is_filled_from_the_bus(
+    infra: Infra, topic: str, tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """Redis goes away under both edges and comes back empty: the routing is subscribed
+    anew, what was published meanwhile reaches the client once, from the bus."""
+    env = shared_env(dataclasses.replace(infra, redis_url=own_redis.url), topic)
+    edges = start_edges([env, env], tmp_path / "logs")
+    try:
+        await split(edges)
+        ws, hello = await connect(edges[1], token=token(), topics=",".join(TOPICS))
+        start = vector(hello["position"])
+        ledger = Ledger()
+        async with bus_publisher(infra, topic, PARTITIONS) as publisher:
+            await _publish(ledger, publisher, 20)
+            seen = dict(start)
+            await _collect(ws, seen, ledger.after(start), ledger)
+            await asyncio.to_thread(own_redis.stop)
+            await _publish(ledger, publisher, 30)
+            await asyncio.to_thread(own_redis.start)
+            await _publish(ledger, publisher, 20)
+        rest = set(list(ledger.sent)[20:])
+        got = await _collect(ws, seen, rest, ledger)
+        assert got == rest
+        await ws.close()
+    finally:
+        for proc in edges:
             proc.stop()
