@@ -146,10 +146,23 @@ class KafkaRouter:
         while True:
             batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_RECORDS)
             self._partition_count = len(consumer.partitions_for_topic(topic) or ())
+            # Records may come before the assignment callback: the assignment is the truth.
+            assignment = consumer.assignment()
+            for tp in batch:
+                if tp in assignment:
+                    self._routed.setdefault(tp.partition, None)
             # Outside the lock: a rebalance waiting for it must not wait for the broker.
-            await self._start_positions(consumer)
+            await self._start_positions(consumer, batch)
             async with self._lock:
-                owned = {tp: rs for tp, rs in batch.items() if tp.partition in self._routed}
+                assignment = consumer.assignment()
+                owned = {}
+                for tp, records in batch.items():
+                    if tp not in assignment:
+                        continue  # revoked: its next reader fetches these again
+                    if self._routed.get(tp.partition) is None:
+                        consumer.seek(tp, records[0].offset)  # start unknown: read again
+                        continue
+                    owned[tp] = records
                 if owned:
                     await self._route(consumer, owned)
                     next_mark = time.monotonic() + WATERMARK_EVERY
@@ -157,17 +170,22 @@ class KafkaRouter:
                     await self._send_watermark()
                     next_mark = time.monotonic() + WATERMARK_EVERY
 
-    async def _start_positions(self, consumer: AIOKafkaConsumer) -> None:
+    async def _start_positions(self, consumer: AIOKafkaConsumer, batch: dict[Any, Any]) -> None:
         """Where routing starts on partitions just assigned: the committed offset, or
         the end for a group that never read the partition, committed at once so that
-        an edge taking the partition over goes on from there, not from a later end."""
+        an edge taking the partition over goes on from there, not from a later end.
+        It is the first record fetched when there is one (the position is past it)."""
         topic = self._settings.topic
         for partition, routed in list(self._routed.items()):
             if routed is None:
                 revocations = self._revocations
                 tp = TopicPartition(topic, partition)
                 try:
-                    position = await asyncio.wait_for(consumer.position(tp), START_TIMEOUT)
+                    records = batch.get(tp)
+                    if records:
+                        position = records[0].offset
+                    else:
+                        position = await asyncio.wait_for(consumer.position(tp), START_TIMEOUT)
                     if await consumer.committed(tp) is None:
                         await consumer.commit({tp: position})
                 except (KafkaError, TimeoutError):
