@@ -12,6 +12,7 @@ BUS ?=
 BIND ?=
 WORKERS ?=
 REGISTRY ?=
+INGEST ?=
 
 .PHONY: help install-runtime install install-js lint typecheck test test-unit test-js run clean
 
@@ -52,8 +53,8 @@ test-js: install-js ## the JS client alone: eslint, tsc, and its Node tests (the
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)
 
-run: install-runtime ## the whole stack locally until Ctrl-C, on 127.0.0.1 (BIND=0.0.0.0 for every interface; EDGES=2 for two edges; WORKERS=N|auto processes per edge and publisher; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
-	$(if $(WORKERS),ROOMCAST_EDGE__WORKERS=$(WORKERS) ROOMCAST_PUBLISHER__WORKERS=$(WORKERS)) $(UV) run --no-sync roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS)) $(if $(BIND),--host $(BIND))
+run: install-runtime ## the whole stack locally until Ctrl-C, on 127.0.0.1 (BIND=0.0.0.0 for every interface; EDGES=N for N edges on 8081, 8083, 8084, ...; INGEST=shared: the edges split the partitions; WORKERS=N|auto processes per edge and publisher; TRACING=jaeger adds Jaeger; BUS=redis: Redis Streams, no Kafka nor Java; ROOMCAST_REDIS__URL / ROOMCAST_KAFKA__BOOTSTRAP_SERVERS to use existing ones)
+	$(if $(WORKERS),ROOMCAST_EDGE__WORKERS=$(WORKERS) ROOMCAST_PUBLISHER__WORKERS=$(WORKERS)) $(UV) run --no-sync roomcast-harness stack --edges $(EDGES) $(if $(TRACING),--tracing $(TRACING)) $(if $(BUS),--bus $(BUS)) $(if $(BIND),--host $(BIND)) $(if $(INGEST),--ingest $(INGEST))
 
 clean: ## remove the virtualenv and caches (the Kafka jars cache in ~/.cache/roomcast stays)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis

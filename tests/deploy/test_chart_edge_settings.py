@@ -30,6 +30,10 @@ def edge_settings(rendered: Rendered) -> Settings:
     return load_settings({k: v for k, v in env.items() if k.startswith("ROOMCAST_")})
 
 
+def test_ingest_reaches_the_edge() -> None:
+    assert edge_settings(render(values={"services.wsEdge.ingest": "all"})).edge.ingest == "all"
+
+
 def test_refresh_grace_reaches_the_edge(tmp_path: Path) -> None:
     rendered = render(values={"services.wsEdge.refreshGrace": 40})
     assert edge_env(rendered)["ROOMCAST_EDGE__REFRESH_GRACE"] == "40"
@@ -63,7 +67,10 @@ def test_chart_defaults_are_the_service_defaults(default_render: Rendered) -> No
     """An operator who sets nothing gets what the service would pick on its own."""
     chart = edge_settings(default_render)
     service = load_settings({})
-    assert chart.edge == service.edge
+    # But one, by design: a deployment runs several edges, which split the partitions,
+    # while an edge started alone reads every partition.
+    assert chart.edge == dataclasses.replace(service.edge, ingest="shared")
+    assert service.edge.ingest == "all"
     assert chart.webhooks == service.webhooks
     assert chart.bus == service.bus
     # The Redis bus's own values are rendered only for it: they too are the defaults.
@@ -81,6 +88,7 @@ def test_chart_defaults_are_the_service_defaults(default_render: Rendered) -> No
         ({"services.wsEdge.presenceTtl": 0}, "/services/wsEdge/presenceTtl"),
         ({"services.wsEdge.presenceMaxMembers": 0}, "/services/wsEdge/presenceMaxMembers"),
         ({"services.wsEdge.presenceEvents": "maybe"}, "/services/wsEdge/presenceEvents"),
+        ({"services.wsEdge.ingest": "some"}, "/services/wsEdge/ingest"),
         ({"webhooks.timeout": 0}, "/webhooks/timeout"),
         ({"webhooks.urls": 5}, "/webhooks/urls"),
     ],
@@ -100,6 +108,7 @@ NOT_CHART_VALUES = {
     "edge.trace_ui_url": "a link of the local demo page",
     "edge.demo_auth_url": "where the demo page gets tokens; set through extraEnv",
     "edge.demo_publisher_url": "where the demo page publishes; set through extraEnv",
+    "edge.group": "one release's edges share the default group; extraEnv for another",
     "webhooks.secret": "comes from the Secret's webhook-secret",
 }
 

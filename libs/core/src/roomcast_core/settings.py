@@ -156,6 +156,10 @@ class EdgeSettings:
     workers: int = 1
     # browser origins allowed to open /sse and POST its requests from another origin
     cors_origins: tuple[str, ...] = ()
+    # "all": every edge reads every partition; "shared": the edges of one deployment
+    # split the partitions (consumer group `group`) and route messages to each other
+    ingest: str = "all"
+    group: str = "roomcast-edge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +264,7 @@ def _validators() -> list[Validator]:
         Validator("bus.kind", is_in=["kafka", "redis"]),
         Validator("kafka.security_protocol", is_in=list(KAFKA_PROTOCOLS)),
         Validator("kafka.sasl_mechanism", is_in=list(SASL_MECHANISMS)),
+        Validator("edge.ingest", is_in=["all", "shared"]),
         Validator("bus.durability", is_in=["aof", "write"]),
         *check(
             ["bus.partitions", "bus.max_len"],
@@ -344,6 +349,7 @@ def _validators() -> list[Validator]:
                 "edge.trace_ui_url",
                 "edge.demo_auth_url",
                 "edge.demo_publisher_url",
+                "edge.group",
                 "publisher.host",
             ],
             _is_str,
@@ -654,6 +660,8 @@ def _freeze(dyn: Any) -> Settings:
             refresh_grace=float(dyn.edge.refresh_grace),
             workers=worker_count(dyn.edge.workers),
             cors_origins=_split(dyn.edge.cors_origins),
+            ingest=str(dyn.edge.ingest),
+            group=str(dyn.edge.group),
         ),
         webhooks=WebhookSettings(
             urls=_split(dyn.webhooks.urls),

@@ -96,7 +96,12 @@ def _stack(args: argparse.Namespace) -> int:
     bus = args.bus or os.environ.get("ROOMCAST_BUS__KIND") or "kafka"
     with _workdir(args.workdir, "roomcast-stack-") as workdir:
         options = StackOptions(
-            workdir=workdir, edges=args.edges, tracing=args.tracing, bus=bus, host=args.host
+            workdir=workdir,
+            edges=args.edges,
+            tracing=args.tracing,
+            bus=bus,
+            host=args.host,
+            ingest=args.ingest,
         )
         return run_stack(options)
 
@@ -118,7 +123,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     infra.set_defaults(func=_infra)
     stack = sub.add_parser("stack", help="run the whole local stack until interrupted")
-    stack.add_argument("--edges", type=int, default=1, choices=[1, 2], help="ws-edge processes")
+    stack.add_argument(
+        "--edges", type=int, default=1, choices=range(1, 17), help="ws-edge processes (1-16)"
+    )
+    stack.add_argument(
+        "--ingest",
+        choices=["", "all", "shared"],
+        default="",
+        help="shared: the edges split the partitions and route messages to each other",
+    )
     stack.add_argument(
         "--workdir", help="where data and logs go, kept (default: a temp dir removed on exit)"
     )

@@ -40,6 +40,8 @@ class StackOptions:
     bus: str = "kafka"
     # the address every service listens on (ROOMCAST_<SERVICE>__HOST still wins)
     host: str = "127.0.0.1"
+    # "shared": the edges split the bus's partitions (ROOMCAST_EDGE__INGEST); "": as set
+    ingest: str = ""
 
 
 class _LogFollower(threading.Thread):
@@ -185,7 +187,8 @@ def run_stack(options: StackOptions) -> int:
         ("auth", "auth", auth_port),
         ("publisher", "publisher", publisher_port),
     ] + [
-        ("edge", "edge" if i == 0 else f"edge-{i + 1}", edge_port + (2 * i if i else 0))
+        # 8081, then 8083, 8084, ...: 8082 is the publisher's.
+        ("edge", "edge" if i == 0 else f"edge-{i + 1}", edge_port + (1 + i if i else 0))
         for i in range(options.edges)
     ]
     hosts = {
@@ -237,6 +240,8 @@ def run_stack(options: StackOptions) -> int:
         if on_redis:
             env = {**env, "ROOMCAST_BUS__KIND": "redis"}
             env.pop("ROOMCAST_KAFKA__BOOTSTRAP_SERVERS")
+        if options.ingest:
+            env = {**env, "ROOMCAST_EDGE__INGEST": options.ingest}
         if jaeger:
             # The caller's own ROOMCAST_* choices still win over these.
             env = {**tracing_env(jaeger), **env}

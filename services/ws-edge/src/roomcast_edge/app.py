@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -53,9 +54,12 @@ from roomcast_edge.presence_ctx import deliver_notices, presence_ctx, webhook_ct
 from roomcast_edge.reporter import reporter_ctx
 from roomcast_edge.revocations import BatchedRevocations
 from roomcast_edge.routes import add_routes
+from roomcast_edge.shared_ingest import shared_ingest_ctx
 from roomcast_edge.sse_api import sse_ctx
 from roomcast_edge.transport.connection import Connection
 from roomcast_edge.transport.takeover import check_aiohttp
+
+log = logging.getLogger(__name__)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -181,6 +185,7 @@ def _kafka(app: web.Application) -> Coroutine[Any, Any, None]:
     node = app[NODE_KEY]
     if settings.bus.kind == "redis":
         stream = RedisStreamSource.from_settings(settings, node, app[METRICS_KEY])
+        app[METRICS_KEY].partitions_owned.set(settings.bus.partitions)
         app[HEALTH_KEY].add_check("redis-streams", stream.readiness)
         return stream.run_and_close()
     source = KafkaSource(
@@ -240,7 +245,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(sse_ctx)
     app.cleanup_ctx.append(_link_ctx)
     app.cleanup_ctx.append(reporter_ctx)
-    app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
+    if settings.edge.ingest == "shared" and settings.bus.kind == "kafka":
+        app.cleanup_ctx.append(shared_ingest_ctx)
+    else:
+        if settings.edge.ingest == "shared":
+            log.warning("shared ingest runs on the Kafka bus only yet: reading every stream")
+        app.cleanup_ctx.append(_task_ctx("kafka-source", _kafka))
     app.cleanup_ctx.append(_task_ctx("history-expiry", _history_expiry))
     app.cleanup_ctx.append(_task_ctx("heartbeats", _heartbeats))
     app.cleanup_ctx.append(_task_ctx("revocations", _revocations))

@@ -146,10 +146,14 @@ async def _connect(
     if rewind and since is not None:
         return refuse(metrics, 400, "invalid_rewind", "since and rewind cannot be combined")
     log_start = None
-    if since is not None and not node.history.covers(since):
+    # With shared ingest the history may reach back far enough but miss the messages of
+    # a channel taken up late, which only the bus can give: ask it every time.
+    shared = node.dispatcher.coverage is not None
+    beyond_memory = since is not None and not node.history.covers(since)
+    if since is not None and (shared or beyond_memory):
         archive = app[ARCHIVE_KEY]
         log_start = await _log_start(archive, node)
-        if log_start is None and archive is not None:
+        if log_start is None and archive is not None and beyond_memory:
             # The bus most likely still holds what the client missed: answering
             # recovered: false for an outage would be a lie. It retries in a moment.
             return refuse(

@@ -24,6 +24,7 @@ from aiohttp import web
 from roomcast_core.errors import error_response
 from roomcast_core.tokens import TokenError, authenticate
 from roomcast_edge.domain import lifetime
+from roomcast_edge.domain.dispatch import addresses
 from roomcast_edge.domain.frames import frame_payload
 from roomcast_edge.domain.history_query import HistoryQuery, QueryError, parse_query
 from roomcast_edge.domain.history_view import oldest_kept
@@ -110,6 +111,9 @@ async def read_page(
     def wanted(topic: str | None, type_: str | None, room: str | None) -> bool:
         return matches(Publication(0, 0, topic, type_, room, b"", 0.0))
 
+    # Shared ingest: where memory holds every message of the query's channels.
+    coverage = node.dispatcher.coverage
+    covered = coverage(addresses(query.selector)) if coverage is not None else {}
     loop = asyncio.get_running_loop()
     borrowed = contextlib.AsyncExitStack()
     try:
@@ -118,8 +122,9 @@ async def read_page(
         for partition in sorted(end):
             last = end[partition]
             seen = after.get(partition, -1)
+            gap = covered.get(partition, -1)
             while seen < last and len(found) < query.limit and scanned < SCAN_BUDGET:
-                if history.covers({partition: seen}, [partition]):
+                if seen >= gap and history.covers({partition: seen}, [partition]):
                     seen, count = _from_memory(node, query, partition, seen, last, found)
                     scanned += count
                     # The live stream goes on between steps; the next one looks again
@@ -127,7 +132,7 @@ async def read_page(
                     await asyncio.sleep(0)
                     continue
                 oldest = oldest_kept(history, partition)
-                upto = last if oldest is None else min(last, oldest - 1)
+                upto = last if oldest is None else min(last, max(oldest - 1, gap))
                 if archive is None:
                     seen = upto  # this bus keeps nothing older than the history
                     continue

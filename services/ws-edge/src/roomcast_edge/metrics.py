@@ -134,6 +134,25 @@ class EdgeMetrics:
             ["purpose"],
             registry=registry,
         )
+        self.bus_records = Counter(
+            "roomcast_edge_bus_records",
+            "Records this edge read from the bus (its own share with shared ingest)",
+            registry=registry,
+        )
+        self.routed = Counter(
+            "roomcast_edge_routed",
+            "Shared ingest: messages sent to the routing (out) and received from it for "
+            "this edge's connections (in)",
+            ["direction"],
+            registry=registry,
+        )
+        for direction in ("in", "out"):
+            self.routed.labels(direction)
+        self.partitions_owned = Gauge(
+            "roomcast_edge_partitions_owned",
+            "Partitions of the bus this edge reads (all of them unless ingest is shared)",
+            registry=registry,
+        )
         self.tasks = Gauge(
             "roomcast_edge_asyncio_tasks", "Open asyncio tasks (debug)", registry=registry
         )

@@ -177,6 +177,7 @@ class KafkaSource:
         self._consumer = consumer
         await start_client(consumer, settings)
         tps = [TopicPartition(settings.topic, p) for p in partitions]
+        self._metrics.partitions_owned.set(len(partitions))
         if not self.assigned:
             # First start: read back enough to fill the history, then go live.
             consumer.assign(tps)
@@ -313,6 +314,7 @@ class KafkaSource:
             self._reset(partition, records[0].offset)
         target = self._targets.get(partition, 0)
         sink = self._sink
+        self._metrics.bus_records.inc(len(records))
         for record in records:
             offset = record.offset
             self._last[partition] = offset

@@ -170,6 +170,7 @@ class RedisStreamSource:
         partition = self._keys[key]
         target = self._targets[key]
         sink = self._sink
+        self._metrics.bus_records.inc(len(entries))
         for entry_id, fields in entries:
             self._after[key] = entry_id
             try:

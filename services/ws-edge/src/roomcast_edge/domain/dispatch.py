@@ -22,7 +22,7 @@ from roomcast_edge.domain.hub import Hub
 from roomcast_edge.domain.positions import format_vector
 from roomcast_edge.domain.presence import PresenceQuery
 from roomcast_edge.domain.replay import ReplayJob, Selector
-from roomcast_edge.domain.replay_index import ReplayIndex
+from roomcast_edge.domain.replay_index import Address, ReplayIndex
 from roomcast_edge.domain.rewind import fewer_than, rewind_since
 from roomcast_edge.domain.session import Session
 
@@ -122,6 +122,12 @@ class Dispatcher(Generic[S]):
         # cannot wait to ask; it answers None until first asked); None: no read-back
         # from the bus.
         self.known_log_start: Callable[[], dict[int, int] | None] | None = None
+        # Shared ingest: per partition, the offset after which the history holds every
+        # message of these index lists (channels taken up late have a gap before it).
+        # None: the history holds every list whole (this edge reads every partition).
+        self.coverage: Callable[[list[Address]], dict[int, int]] | None = None
+        # Set by the request being handled: its `since` falls in such a gap.
+        self._gap_left = False
 
     # ---- connecting -------------------------------------------------------
 
@@ -155,14 +161,17 @@ class Dispatcher(Generic[S]):
         replay: list[ReplayJob] = []
         since = request.since
         if since is not None:
-            recovered = history.covers(since)
             # It follows the stream: the session's live pushes come through it
             # until it has caught up.
             selector = Selector.everything(frozenset(rooms), frozenset(subscriptions))
+            recovered = self._covers(since, selector)
             oldest = oldest_kept_before(history, since)
             job = ReplayJob(self.index, selector, history.rebase(since), None, oldest)
-            if not recovered and self._bus_holds(since, request.log_start):
-                job = DeepJob(self.index, selector, since, job, self.deep_targets)
+            log_start = request.log_start
+            if log_start is None and self.coverage is not None and self.known_log_start:
+                log_start = self.known_log_start()
+            if not recovered and self._bus_holds(since, log_start):
+                job = DeepJob(self.index, selector, since, job, self._targets_for(selector))
                 recovered = True
             recovered, replay = self._bounded_replay(job, recovered)
             session.skip = _bounded(history.ahead(since), positions)
@@ -211,10 +220,35 @@ class Dispatcher(Generic[S]):
             return rewind_since(index, selector, n, now, older)
 
         inner = ReplayJob(index, selector, {}, None, oldest_kept_before(history, {}))
-        job = DeepJob(index, selector, {}, inner, self.deep_targets, n, start_after)
+        job = DeepJob(index, selector, {}, inner, self._targets_for(selector), n, start_after)
         if until is not None:
             job.pin(until)
         return job
+
+    def _covers(self, since: dict[int, int], selector: Selector) -> bool:
+        """Whether the history holds everything after `since` the selector can match."""
+        if not self.history.covers(since):
+            return False
+        if self.coverage is None:
+            return True
+        covered = self.coverage(addresses(selector))
+        return all(since.get(p, -1) >= offset for p, offset in covered.items())
+
+    def _targets_for(self, selector: Selector) -> Callable[[], dict[int, int]]:
+        """`deep_targets`, moved on past the gaps of the channels the selector reads."""
+        coverage = self.coverage
+        if coverage is None:
+            return self.deep_targets
+        channels = addresses(selector)
+
+        def targets() -> dict[int, int]:
+            targets = self.deep_targets()
+            for partition, offset in coverage(channels).items():
+                if partition in targets and offset > targets[partition]:
+                    targets[partition] = offset
+            return targets
+
+        return targets
 
     def deep_targets(self) -> dict[int, int]:
         """Per partition, the offset after which the history (its index) takes a replay over."""
@@ -271,11 +305,13 @@ class Dispatcher(Generic[S]):
             return self._vet_refresh(session, request)
         if request.action == "presence":
             return self._presence(session, request)
+        self._gap_left = False
         error, changed, job = self._act(session, request, now)
         recovered: bool | None = None
         replay: list[ReplayJob] = []
         if not error and request.since is not None:
-            recovered = self.history.covers(request.since) or isinstance(job, DeepJob)
+            covered = self.history.covers(request.since) and not self._gap_left
+            recovered = covered or isinstance(job, DeepJob)
             if job is not None:
                 recovered, replay = self._bounded_replay(job, recovered)
         elif not error and job is not None:
@@ -378,9 +414,13 @@ class Dispatcher(Generic[S]):
         oldest = oldest_kept_before(history, request.since)
         job = ReplayJob(self.index, selector, since, until, oldest)
         log_start = self.known_log_start() if self.known_log_start is not None else None
-        if history.covers(request.since) or not self._bus_holds(request.since, log_start):
+        covered = self._covers(request.since, selector)
+        if covered or not self._bus_holds(request.since, log_start):
+            # A gap of a channel taken up late, which the bus cannot fill, is not
+            # recovered even where the history reaches back far enough.
+            self._gap_left = not covered
             return job
-        deep = DeepJob(self.index, selector, request.since, job, self.deep_targets)
+        deep = DeepJob(self.index, selector, request.since, job, self._targets_for(selector))
         deep.pin(until)
         return deep
 
@@ -406,3 +446,9 @@ def _echo(data: str | bytes) -> tuple[object, str]:
     except protocol.RequestError as exc:
         return exc.request_id, exc.action
     return request.request_id, request.action
+
+
+def addresses(selector: Selector) -> list[Address]:
+    """The routing channels (one per address) of the index lists a selector reads."""
+    keys = selector.keys()
+    return sorted({key[0] for key in keys})

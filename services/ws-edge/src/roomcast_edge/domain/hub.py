@@ -15,6 +15,8 @@ Each matching connection appears exactly once.
 The hub never writes to a socket: it answers "who", the caller does the sending.
 It is the one place a connection's rooms change, so `on_rooms` (set by the caller,
 for presence) hears of every change, whichever request, refresh or close caused it.
+Likewise `on_wanted` (for shared ingest) hears when a room or a topic gets its first
+connection on this edge, and when it loses its last one.
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ class Hub(Generic[C]):
         self._rooms_of: dict[C, set[str]] = {}
         self._subs_of: dict[C, set[Subscription]] = {}
         self._subscription_count = 0
+        # Subscriptions per topic, whatever their type: whether anyone here wants it.
+        self._per_topic: dict[str, int] = {}
         # Called with a connection after its rooms changed (rooms_of tells the new ones).
         self.on_rooms: Callable[[C], None] | None = None
+        # Called with (("room", name) or ("topic", name), wanted) when this edge's first
+        # connection wants it or its last one stops wanting it.
+        self.on_wanted: Callable[[tuple[str, str], bool], None] | None = None
 
     # ---- registry --------------------------------------------------------
 
@@ -55,10 +62,11 @@ class Hub(Generic[C]):
             return
         rooms = self._rooms_of.pop(conn)
         for room in rooms:
-            _discard(self._rooms, room, conn)
+            self._out_of_room(room, conn)
         subs = self._subs_of.pop(conn)
         for sub in subs:
             _discard(self._topics, sub, conn)
+            self._count_topic(sub[0], -1)
         self._subscription_count -= len(subs)
         self._all.discard(conn)
         if rooms and self.on_rooms is not None:
@@ -91,7 +99,12 @@ class Hub(Generic[C]):
         if room in rooms:
             return False
         rooms.add(room)
-        self._rooms.setdefault(room, set()).add(conn)
+        members = self._rooms.get(room)
+        if members is None:
+            members = self._rooms[room] = set()
+            if self.on_wanted is not None:
+                self.on_wanted(("room", room), True)
+        members.add(conn)
         if self.on_rooms is not None:
             self.on_rooms(conn)
         return True
@@ -101,7 +114,7 @@ class Hub(Generic[C]):
         if room not in rooms:
             return False
         rooms.discard(room)
-        _discard(self._rooms, room, conn)
+        self._out_of_room(room, conn)
         if self.on_rooms is not None:
             self.on_rooms(conn)
         return True
@@ -115,6 +128,7 @@ class Hub(Generic[C]):
         subs.add(key)
         self._topics.setdefault(key, set()).add(conn)
         self._subscription_count += 1
+        self._count_topic(topic, 1)
         return True
 
     def unsubscribe(self, conn: C, topic: str, type_: str) -> bool:
@@ -125,7 +139,22 @@ class Hub(Generic[C]):
         subs.discard(key)
         _discard(self._topics, key, conn)
         self._subscription_count -= 1
+        self._count_topic(topic, -1)
         return True
+
+    def _out_of_room(self, room: str, conn: C) -> None:
+        _discard(self._rooms, room, conn)
+        if room not in self._rooms and self.on_wanted is not None:
+            self.on_wanted(("room", room), False)
+
+    def _count_topic(self, topic: str, change: int) -> None:
+        count = self._per_topic.get(topic, 0) + change
+        if count:
+            self._per_topic[topic] = count
+        else:
+            del self._per_topic[topic]
+        if self.on_wanted is not None and count == (1 if change > 0 else 0):
+            self.on_wanted(("topic", topic), count > 0)
 
     # ---- matching --------------------------------------------------------
 
