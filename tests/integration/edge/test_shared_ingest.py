@@ -120,7 +120,7 @@ async def _send_mix(publisher: Publisher, room: str, count: int) -> dict[str, An
     return {"order": order, "room_ids": room_ids, "marker": marker.message_id}
 
 
-async def test_an_edge_whose_clients_want_nothing_gets_nothingrouted(
+async def test_an_edge_whose_clients_want_nothing_gets_nothing_routed(
     infra: Infra, topic: str, two_edges: list[ServiceProcess]
 ) -> None:
     await split(two_edges)
