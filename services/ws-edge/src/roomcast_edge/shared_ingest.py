@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from roomcast_core.health import HEALTH_KEY
+from roomcast_core.redis_link import redis_client
 from roomcast_edge.adapters.kafka_archive import KafkaArchive
 from roomcast_edge.adapters.kafka_router import KafkaRouter
 from roomcast_edge.adapters.route_listener import RouteListener
@@ -32,11 +32,11 @@ async def shared_ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     metrics, node = app[METRICS_KEY], app[NODE_KEY]
     redis = settings.redis
-    publisher = aioredis.Redis.from_url(
-        redis.url, socket_timeout=redis.timeout, socket_connect_timeout=redis.timeout
+    publisher = redis_client(
+        redis, socket_timeout=redis.timeout, socket_connect_timeout=redis.timeout
     )
     # No socket timeout: the pub/sub connection waits for messages.
-    listening = aioredis.Redis.from_url(redis.url, socket_connect_timeout=redis.timeout)
+    listening = redis_client(redis, socket_connect_timeout=redis.timeout)
     # A reader of its own: gaps in the live stream never wait behind client recoveries.
     # Its gauges stay out of /metrics (they would replace the recoveries' readers'); the
     # listener counts the records it reads back.

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from roomcast_core.kafka_link import kafka_options, start_client
 from roomcast_core.settings import KafkaSettings
 from roomcast_core.wire import WireError, decode_value, parse_time
 from roomcast_edge.adapters.ingest import UndecodableLog
@@ -111,7 +112,7 @@ class KafkaRouter:
             try:
                 await _ensure_topic(self._settings)
                 consumer = self._consumer()
-                await consumer.start()
+                await start_client(consumer, self._settings)
                 consumer.subscribe([self._settings.topic], listener=_Rebalance(self))
                 await self._route_forever(consumer)
             except asyncio.CancelledError:
@@ -129,7 +130,7 @@ class KafkaRouter:
     def _consumer(self) -> AIOKafkaConsumer:
         settings = self._settings
         return AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             group_id=self._group,
             enable_auto_commit=False,
             # A group that never committed starts at the end: what came before is read
@@ -251,10 +252,10 @@ class KafkaRouter:
 async def _ensure_topic(settings: KafkaSettings) -> None:
     """Create the topic when it does not exist yet (as the edge's `all` source does)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         request_timeout_ms=int(settings.request_timeout * 1000),
     )
-    await admin.start()
+    await start_client(admin, settings)
     try:
         if settings.topic not in await admin.list_topics():
             with contextlib.suppress(TopicAlreadyExistsError):
