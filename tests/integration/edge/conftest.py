@@ -267,9 +267,9 @@ async def shared_publisher(infra: Infra, shared_edge: SharedEdge) -> AsyncIterat
         yield publisher
 
 
-async def read_seqs_in_order(ws: ClientConnection, vector: dict[int, int], count: int) -> list[int]:
+async def read_seqs_in_order(ws: ClientConnection, vector: dict[int, int], count: int) -> list[Any]:
     """`count` pushes, each checked to advance the client's vector (no duplicate, in order)."""
-    seqs: list[int] = []
+    seqs: list[Any] = []
     while len(seqs) < count:
         body: dict[str, Any] = await recv_json(ws, timeout=60)
         if "meta" not in body:
