@@ -73,6 +73,18 @@ async def test_a_client_gets_what_another_edge_read_once_and_filtered(
         clients[f"topic-{name}"] = (ws_topic, "topic")
         clients[f"all-{name}"] = (ws_all, "all")
     async with bus_publisher(infra, topic, PARTITIONS) as publisher:
+        # Steady state first: each client has one message of each of its channels, so
+        # every channel is taken up on both edges (a channel taken up while messages of
+        # it are in flight is another test's matter).
+        probes = {
+            "room": message({"probe": 1}, room=room),
+            "topic": message({"probe": 1}, topic="quotes", type_="tick"),
+            "broadcast": message({"probe": 1}),
+        }
+        for probe in probes.values():
+            await publisher.send(probe)
+        for ws, kind in clients.values():
+            await _receive_all(ws, {probes[k].message_id for k in _wants(kind)})
         sent = await _send_mix(publisher, room, 40)
     for name, (ws, kind) in clients.items():
         got = await _pushes(ws, sent["marker"])
@@ -87,9 +99,20 @@ async def test_a_client_gets_what_another_edge_read_once_and_filtered(
     # Each record was read by one edge only (so the clients of the other got it routed)
     # and sent on once.
     read = [metric(e, "roomcast_edge_bus_records_total") for e in two_edges]
-    assert sum(read) == len(sent["order"]) + 1
+    assert sum(read) == len(sent["order"]) + 1 + len(probes)
     out = sum(routed(e, "out") for e in two_edges)
-    assert out == len(sent["order"]) + 1
+    assert out == len(sent["order"]) + 1 + len(probes)
+
+
+async def _receive_all(ws: ClientConnection, ids: set[str]) -> None:
+    """Read pushes until each of `ids` has come (nothing else is expected meanwhile)."""
+    waiting = set(ids)
+    while waiting:
+        body = await recv_json(ws)
+        if "meta" in body:
+            got = body["meta"]["message_id"]
+            assert got in waiting, f"unexpected push {body}"
+            waiting.discard(got)
 
 
 def _wants(kind: str) -> set[str]:
