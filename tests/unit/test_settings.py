@@ -110,11 +110,3 @@ def test_cors_defaults_to_the_demo_origin_in_local_mode_only() -> None:
     assert production.publisher.cors_origins == ()
     explicit = load_settings({"ROOMCAST_AUTH__CORS_ORIGINS": "https://app.example"})
     assert explicit.auth.cors_origins == ("https://app.example",)
-
-
-def test_edge_workers_always_share_ingest() -> None:
-    from roomcast_core.settings import load_settings
-
-    env = {"ROOMCAST_EDGE__WORKERS": "2", "ROOMCAST_EDGE__INGEST": "all"}
-    assert load_settings(env).edge.ingest == "shared"
-    assert load_settings({"ROOMCAST_EDGE__INGEST": "all"}).edge.ingest == "all"

@@ -660,8 +660,7 @@ def _freeze(dyn: Any) -> Settings:
             refresh_grace=float(dyn.edge.refresh_grace),
             workers=worker_count(dyn.edge.workers),
             cors_origins=_split(dyn.edge.cors_origins),
-            # Workers are edges of the deployment: they split the bus as shared edges do.
-            ingest="shared" if worker_count(dyn.edge.workers) > 1 else str(dyn.edge.ingest),
+            ingest=str(dyn.edge.ingest),
             group=str(dyn.edge.group),
         ),
         webhooks=WebhookSettings(
