@@ -14,7 +14,7 @@ WORKERS ?=
 REGISTRY ?=
 INGEST ?=
 
-.PHONY: help install-runtime install install-js lint typecheck test test-unit test-js run clean
+.PHONY: help install-runtime install install-js lint typecheck test test-unit test-js test-shared run clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test: install lint typecheck test-js ## everything: lint, types and the whole te
 
 test-js: install-js ## the JS client alone: eslint, tsc, and its Node tests (the real-stack ones run in pytest)
 	cd clients/js && npm run lint && npm run typecheck && npm test
+
+test-shared: install ## shared ingest across edges (not in `make test` until it stops losing messages)
+	$(UV) run pytest -m shared_ingest tests/integration/edge $(PYTEST_ARGS)
 
 test-unit: install ## unit tests only (no servers)
 	$(UV) run pytest tests/unit $(PYTEST_ARGS)

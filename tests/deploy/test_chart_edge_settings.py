@@ -31,7 +31,8 @@ def edge_settings(rendered: Rendered) -> Settings:
 
 
 def test_ingest_reaches_the_edge() -> None:
-    assert edge_settings(render(values={"services.wsEdge.ingest": "all"})).edge.ingest == "all"
+    rendered = render(values={"services.wsEdge.ingest": "shared"})
+    assert edge_settings(rendered).edge.ingest == "shared"
 
 
 def test_refresh_grace_reaches_the_edge(tmp_path: Path) -> None:
@@ -67,9 +68,7 @@ def test_chart_defaults_are_the_service_defaults(default_render: Rendered) -> No
     """An operator who sets nothing gets what the service would pick on its own."""
     chart = edge_settings(default_render)
     service = load_settings({})
-    # But one, by design: a deployment runs several edges, which split the partitions,
-    # while an edge started alone reads every partition.
-    assert chart.edge == dataclasses.replace(service.edge, ingest="shared")
+    assert chart.edge == service.edge
     assert service.edge.ingest == "all"
     assert chart.webhooks == service.webhooks
     assert chart.bus == service.bus

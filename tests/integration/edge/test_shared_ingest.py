@@ -42,6 +42,10 @@ from tests.integration.edge.shared_ingest_support import (
     vector,
 )
 
+# Not in `make test` yet: shared ingest still loses a message now and then under
+# load (`make test-shared` runs these).
+pytestmark = pytest.mark.shared_ingest
+
 
 @pytest.fixture
 def two_edges(infra: Infra, topic: str, tmp_path: Path) -> Iterator[list[ServiceProcess]]:
