@@ -196,19 +196,9 @@ async def _open_websocket(
         settings.max_fragments,
         new_connection_id(node.edge_id),
     )
-    # Registered while aiohttp still owns the socket: if anything fails, `Node.open`
-    # has undone the registration and the client gets an HTTP answer, not a socket
-    # that is counted and pushed to but never upgraded.
-    try:
-        node.open(conn, admitted.connect)
-    except Exception:
-        log.exception("connect failed after its checks passed")
-        return refuse(metrics, 500, "internal_error", "the connection could not be opened")
-    try:
-        tail = take_over(request, transport, conn)
-    except BaseException:
-        node.forget(conn)
-        raise
+    tail = open_then_take_over(request, transport, node, conn, admitted.connect)
+    if isinstance(tail, web.Response):
+        return tail
     # The 101 and the `connected` message in one write: one send instead of two per
     # handshake. The 101 is still first on the socket: `Node.open` only queues (nothing
     # it does writes to the transport), and frames in `tail` are answered after this.
@@ -223,6 +213,32 @@ async def _open_websocket(
             node.forget(conn)
             transport.abort()
     return TakenOver()
+
+
+def open_then_take_over(
+    request: web.Request,
+    transport: asyncio.Transport,
+    node: Node,
+    conn: Connection,
+    connect: ConnectRequest,
+) -> bytes | web.Response:
+    """Register conn, then take its socket from aiohttp; the bytes behind the request.
+
+    Registered while aiohttp still owns the socket: if anything fails, `Node.open` has
+    undone the registration and the client gets an HTTP answer (500), never a socket
+    or stream that is counted and pushed to but never told `connected`.
+    """
+    try:
+        node.open(conn, connect)
+    except Exception:
+        log.exception("connect failed after its checks passed")
+        metrics = request.app[METRICS_KEY]
+        return refuse(metrics, 500, "internal_error", "the connection could not be opened")
+    try:
+        return take_over(request, transport, conn)
+    except BaseException:
+        node.forget(conn)
+        raise
 
 
 async def _log_start(archive: StreamArchive | None, node: Node) -> dict[int, int] | None:

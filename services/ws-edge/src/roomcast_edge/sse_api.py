@@ -16,7 +16,7 @@ from aiohttp import web
 from roomcast_core.edge_link import new_connection_id
 from roomcast_edge.cors import cors_headers
 from roomcast_edge.domain.ratelimit import TokenBucket
-from roomcast_edge.handlers import Admitted, admit, refuse, still_draining
+from roomcast_edge.handlers import Admitted, admit, open_then_take_over, refuse, still_draining
 from roomcast_edge.keys import (
     FORWARDS_KEY,
     LINK_HANDLERS_KEY,
@@ -27,7 +27,7 @@ from roomcast_edge.keys import (
 from roomcast_edge.node import Node
 from roomcast_edge.sse_requests import LINK_OP, MAX_FORWARDS, link_handler
 from roomcast_edge.transport.sse import HEAD, PING, SseConnection, start_vector
-from roomcast_edge.transport.takeover import TakenOver, take_over
+from roomcast_edge.transport.takeover import TakenOver
 
 # Seconds between `: ping` comments on every stream (the contract: at most 15).
 PING_SECONDS = 10.0
@@ -71,18 +71,10 @@ async def _open_stream(request: web.Request, node: Node, admitted: Admitted) -> 
     if cors:
         lines = "".join(f"{name}: {value}\r\n" for name, value in cors.items())
         head = HEAD[:-2] + lines.encode() + b"\r\n"
-    # Registered while aiohttp still owns the socket, as a WebSocket is: a failure is
-    # an HTTP answer, never a stream that is counted but never told `connected`.
-    try:
-        node.open(conn, admitted.connect)
-    except Exception:
-        log.exception("stream failed after its checks passed")
-        return refuse(metrics, 500, "internal_error", "the stream could not be opened")
-    try:
-        take_over(request, transport, conn)  # bytes behind a GET are not ours to read
-    except BaseException:
-        node.forget(conn)
-        raise
+    # Bytes behind a GET are not ours to read: the tail is dropped.
+    opened = open_then_take_over(request, transport, node, conn, admitted.connect)
+    if isinstance(opened, web.Response):
+        return opened
     node.fanout.flush_now(conn, first=head)  # the head and `connected` in one write
     return TakenOver()
 
