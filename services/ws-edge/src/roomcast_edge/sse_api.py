@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -31,8 +30,6 @@ from roomcast_edge.transport.takeover import TakenOver
 
 # Seconds between `: ping` comments on every stream (the contract: at most 15).
 PING_SECONDS = 10.0
-
-log = logging.getLogger(__name__)
 
 
 # ---- GET /sse ------------------------------------------------------------------
